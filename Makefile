@@ -1,0 +1,27 @@
+# Two commands for a fresh machine: `make run` and `make test`. Both install what is missing first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export MUJOCO_GL ?= egl
+
+.PHONY: setup run test test-all lint bench clean
+
+setup:
+	@bash scripts/setup.sh
+
+run: setup
+	$(PY) run.py serve
+
+test: setup
+	$(PY) -m pytest -m "not slow" -q
+
+test-all: setup
+	$(PY) -m pytest -q
+
+lint: setup
+	$(PY) -m ruff check .
+
+bench: setup
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache

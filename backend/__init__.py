@@ -1,0 +1,1 @@
+"""Robot interface, MuJoCo simulation, control loop and the services the web app calls."""

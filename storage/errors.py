@@ -1,0 +1,21 @@
+"""Errors the store raises for bad input. Each message says what was wrong and what to do instead."""
+
+
+class StoreError(Exception):
+    """Base class: bad input or a broken store; the CLI prints the message and exits non-zero."""
+
+
+class InvalidNameError(StoreError, ValueError):
+    """A dataset name that is not a plain identifier (path separators, '..', empty, too long)."""
+
+
+class NotFoundError(StoreError, LookupError):
+    """A dataset or episode that does not exist."""
+
+
+class FormatError(StoreError, ValueError):
+    """An import folder that is corrupt, truncated or not the format it claims to be."""
+
+
+class DestinationNotEmptyError(StoreError, FileExistsError):
+    """An export target that already holds files; nothing is overwritten."""
