@@ -1,0 +1,164 @@
+#!/usr/bin/env python
+"""VLA Dashboard command line: builds the one Settings object and wires storage, backend and (later) the web app.
+
+    python run.py demos --task pick --colour red --episodes 10 --dataset pick_red
+    python run.py export pick_red --format lerobot-v3 --out exports/pick_red
+    python run.py import exports/pick_red --dataset pick_red_copy
+    python run.py check-store
+
+Settings come from the environment (prefix VLA_, e.g. VLA_DATA_DIR, VLA_DATABASE_URL); see backend/settings.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from backend.settings import Settings
+
+EXIT_BAD_INPUT = 2
+EXIT_STORE_PROBLEMS = 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="run.py", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    demos = commands.add_parser("demos", help="record scripted-expert demonstrations in the simulator")
+    demos.add_argument("--task", required=True, help="registered task name (e.g. pick, place)")
+    demos.add_argument("--colour", "--color", required=True, help="cube colour (red, green, blue)")
+    demos.add_argument("--episodes", type=int, required=True, help="number of episodes to record")
+    demos.add_argument("--dataset", required=True, help="dataset name (letters, digits, _ . -)")
+    demos.add_argument("--seed", type=int, default=0, help="first seed; episode i uses seed+i (default 0)")
+    demos.add_argument("--operator", default="scripted-expert", help="operator name stored with each episode")
+
+    export = commands.add_parser("export", help="export a dataset (LeRobot v3.0)")
+    export.add_argument("dataset", help="dataset name in the store")
+    export.add_argument("--format", default="lerobot-v3", choices=["lerobot-v3"], help="export format")
+    export.add_argument("--out", required=True, type=Path, help="output folder (must not exist or be empty)")
+
+    imp = commands.add_parser("import", help="import a LeRobot v3.0 folder into the store")
+    imp.add_argument("folder", type=Path, help="LeRobot v3.0 dataset folder")
+    imp.add_argument("--dataset", required=True, help="name of the dataset to import into")
+
+    commands.add_parser("check-store", help="verify every episode's files and checksums; exit 1 on any problem")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = Settings()
+    # MuJoCo reads MUJOCO_GL when it is first imported, so it is set before any backend.sim import.
+    os.environ.setdefault("MUJOCO_GL", settings.mujoco_gl)
+
+    from storage.errors import StoreError
+
+    try:
+        store = open_store(settings)
+        return COMMANDS[args.command](args, settings, store)
+    except (StoreError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def open_store(settings: Settings):
+    """Migrate the database to head, open the episode store and clean up what a killed process left."""
+    from storage.db import make_engine, make_session_factory, upgrade_database
+    from storage.episode_store import EpisodeStore
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.database_url)
+    upgrade_database(engine)
+    store = EpisodeStore(settings.data_dir, make_session_factory(engine))
+    report = store.recover()
+    if report:
+        print(f"store: {report}", file=sys.stderr)
+    return store
+
+
+def cmd_demos(args, settings: Settings, store) -> int:
+    from tqdm import tqdm
+
+    from backend.services.demos import record_demos
+    from backend.sim import SimConfig
+
+    successes = 0
+    with tqdm(total=args.episodes, desc=f"{args.task} {args.colour}", unit="ep") as bar:
+
+        def on_episode(result) -> None:
+            nonlocal successes
+            successes += result.success
+            bar.update(1)
+            bar.set_postfix(success=f"{successes}/{bar.n}")
+
+        record_demos(
+            store=store,
+            dataset=args.dataset,
+            task_name=args.task,
+            colour=args.colour,
+            episodes=args.episodes,
+            seed=args.seed,
+            sim_config=SimConfig(image_size=settings.image_size, control_hz=settings.control_hz),
+            operator=args.operator,
+            on_episode=on_episode,
+        )
+    print(f"recorded {args.episodes} episodes into '{args.dataset}' ({successes} successful)")
+    return 0
+
+
+def cmd_export(args, settings: Settings, store) -> int:
+    from storage.lerobot_v3 import export_dataset
+
+    with _progress_bar(f"export {args.dataset}") as progress:
+        export_dataset(store, args.dataset, args.out, progress=progress)
+    print(f"exported '{args.dataset}' to {args.out} (LeRobot v3.0)")
+    return 0
+
+
+def cmd_import(args, settings: Settings, store) -> int:
+    from storage.lerobot_v3 import import_dataset
+
+    with _progress_bar(f"import {args.folder.name}") as progress:
+        episode_ids = import_dataset(store, args.folder, args.dataset, progress=progress)
+    print(f"imported {len(episode_ids)} episodes into '{args.dataset}'")
+    return 0
+
+
+def cmd_check_store(args, settings: Settings, store) -> int:
+    problems = store.check()
+    for problem in problems:
+        print(f"problem: {problem}")
+    if problems:
+        print(f"check-store: {len(problems)} problem(s) in {settings.data_dir}", file=sys.stderr)
+        return EXIT_STORE_PROBLEMS
+    count = len(store.list_episodes())
+    print(f"check-store: ok ({count} episodes, every file present with a matching checksum, no orphans)")
+    return 0
+
+
+class _progress_bar:
+    """A tqdm bar fed by a `progress(done, total)` callback, as export/import report it."""
+
+    def __init__(self, description: str):
+        from tqdm import tqdm
+
+        self._bar = tqdm(desc=description, unit="ep")
+
+    def __enter__(self):
+        def progress(done: int, total: int) -> None:
+            self._bar.total = total
+            self._bar.n = done
+            self._bar.refresh()
+
+        return progress
+
+    def __exit__(self, *exc) -> None:
+        self._bar.close()
+
+
+COMMANDS = {"demos": cmd_demos, "export": cmd_export, "import": cmd_import, "check-store": cmd_check_store}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""The run.py commands end to end, as real subprocesses against a throwaway data dir and SQLite file."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+
+@pytest.fixture
+def cli(tmp_path):
+    env = {**os.environ, "VLA_DATA_DIR": str(tmp_path / "data"), "VLA_IMAGE_SIZE": "64", "MUJOCO_GL": "egl"}
+    env.pop("VLA_DATABASE_URL", None)
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "run.py", *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
+        )
+
+    run.data_dir = tmp_path / "data"
+    return run
+
+
+def _episode_files(data_dir):
+    root = data_dir / "episodes"
+    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+def test_help_lists_every_command(cli):
+    result = cli("--help")
+    assert result.returncode == 0
+    for command in ("demos", "export", "import", "check-store"):
+        assert command in result.stdout
+
+
+def test_demos_export_import_check_store(cli, tmp_path):
+    result = cli("demos", "--task", "pick", "--colour", "red", "--episodes", "2", "--dataset", "pick_red", "--seed", "5")
+    assert result.returncode == 0, result.stderr
+    assert "recorded 2 episodes into 'pick_red' (2 successful)" in result.stdout
+
+    check = cli("check-store")
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "ok (2 episodes" in check.stdout
+
+    out = tmp_path / "export"
+    exported = cli("export", "pick_red", "--format", "lerobot-v3", "--out", str(out))
+    assert exported.returncode == 0, exported.stderr
+    assert (out / "meta" / "info.json").is_file()
+
+    imported = cli("import", str(out), "--dataset", "pick_red_copy")
+    assert imported.returncode == 0, imported.stderr
+    assert "imported 2 episodes into 'pick_red_copy'" in imported.stdout
+    assert "ok (4 episodes" in cli("check-store").stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--task", "juggle", "--colour", "red", "--dataset", "d"), "juggle"),
+        (("--task", "pick", "--colour", "purple", "--dataset", "d"), "purple"),
+        (("--task", "pick", "--colour", "red", "--dataset", "a/b"), "a/b"),
+        (("--task", "pick", "--colour", "red", "--dataset", ".."), ".."),
+        (("--task", "pick", "--colour", "red", "--dataset", "d", "--episodes", "0"), "episodes"),
+    ],
+)
+def test_demos_bad_input_is_a_clear_error_and_writes_nothing(cli, args, message):
+    if "--episodes" not in args:
+        args = (*args, "--episodes", "1")
+    result = cli("demos", *args)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error:") and message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert _episode_files(cli.data_dir) == []
+    assert "ok (0 episodes" in cli("check-store").stdout
+
+
+def test_export_into_non_empty_folder_is_refused_and_leaves_it_alone(cli, tmp_path):
+    assert cli("demos", "--task", "pick", "--colour", "blue", "--episodes", "1", "--dataset", "d").returncode == 0
+    out = tmp_path / "busy"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    result = cli("export", "d", "--out", str(out))
+    assert result.returncode == 2 and "error:" in result.stderr
+    assert [p.name for p in out.iterdir()] == ["keep.txt"] and (out / "keep.txt").read_text() == "mine"
+
+
+def test_unknown_dataset_export_and_corrupt_import_are_clear_errors(cli, tmp_path):
+    missing = cli("export", "nope", "--out", str(tmp_path / "o"))
+    assert missing.returncode == 2 and "nope" in missing.stderr
+    assert not (tmp_path / "o").exists()
+
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "meta").mkdir()
+    (junk / "meta" / "info.json").write_text("{not json")
+    result = cli("import", str(junk), "--dataset", "j")
+    assert result.returncode == 2 and "error:" in result.stderr and "Traceback" not in result.stderr
+    assert _episode_files(cli.data_dir) == []
+
+
+def test_check_store_fails_on_a_tampered_file(cli):
+    assert cli("demos", "--task", "pick", "--colour", "green", "--episodes", "1", "--dataset", "d").returncode == 0
+    parquet = next(p for p in _episode_files(cli.data_dir) if p.suffix == ".parquet")
+    parquet.write_bytes(parquet.read_bytes()[:-10])
+    result = cli("check-store")
+    assert result.returncode == 1
+    assert "problem:" in result.stdout
