@@ -77,7 +77,7 @@ def _record_one(*, store, dataset, robot, task, expert, seed, operator) -> DemoR
     recorder = store.begin(meta)
     try:
         steps_since_success = None
-        for _ in range(robot.max_episode_steps):
+        for _ in range(robot.config.max_episode_steps):
             action = expert.act(robot)
             recorder.add_frame(images=observation.images, state=observation.state, action=action)
             robot.apply(action)

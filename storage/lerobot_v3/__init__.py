@@ -1,0 +1,11 @@
+"""LeRobot v3.0 dataset export/import for the episode store (verified against lerobot 0.4.4).
+
+Usage: ``export_dataset(store, "pick_demos", out_dir)`` writes a folder that ``LeRobotDataset(repo_id, root=out_dir)``
+loads offline; ``import_dataset(store, in_dir, "pick_copy")`` returns the new episode ids.
+"""
+
+from .export import export_dataset
+from .importer import import_dataset, validate_folder
+from .layout import CODEBASE_VERSION
+
+__all__ = ["CODEBASE_VERSION", "export_dataset", "import_dataset", "validate_folder"]

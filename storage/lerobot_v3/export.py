@@ -1,0 +1,394 @@
+"""Export a store dataset as a LeRobot v3.0 folder that LeRobot 0.4.x loads offline (``LeRobotDataset(root=...)``).
+
+Everything is written into a hidden sibling folder and renamed into place at the end, so a failed export leaves
+nothing behind. Videos are joined losslessly (packet remux with shifted timestamps) when the episodes' MP4s
+share their codec parameters, which is the case for everything the store records; otherwise re-encoded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from storage.errors import DestinationNotEmptyError, NotFoundError, StoreError
+
+from . import layout as L
+from . import mp4, stats
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]  # (steps done, steps total); one step per episode and per episode video
+
+TIMESTAMP_TOLERANCE_S = 1e-4  # LeRobotDataset's default tolerance_s between a frame's timestamp and its video pts
+
+
+@dataclass
+class _VideoGroup:
+    """Episodes of one camera that go into one MP4 file."""
+
+    chunk_index: int
+    file_index: int
+    episodes: list[int] = field(default_factory=list)  # positions in the export order
+    size_mb: float = 0.0
+
+
+def _column(table: pa.Table, name: str, episode_id: int) -> pa.ChunkedArray:
+    if name not in table.column_names:
+        raise StoreError(f"episode {episode_id}: its table has no {name!r} column; the episode files are broken")
+    return table.column(name)
+
+
+def _matrix(table: pa.Table, name: str, width: int, episode_id: int) -> np.ndarray:
+    """A list<float32> column -> (T, width) float32."""
+    col = _column(table, name, episode_id).combine_chunks()
+    flat = pc.list_flatten(col).to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    if flat.size != len(col) * width:
+        raise StoreError(f"episode {episode_id}: {name} rows are not all {width} wide")
+    return flat.reshape(len(col), width)
+
+
+def _check_destination(out_dir: Path) -> None:
+    if out_dir.is_symlink() or (out_dir.exists() and not out_dir.is_dir()):
+        raise DestinationNotEmptyError(f"{out_dir} exists and is not a folder; choose a new or empty folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        raise DestinationNotEmptyError(
+            f"{out_dir} is not empty; export into a new or empty folder (nothing was overwritten)"
+        )
+
+
+def _check_uniform(infos: list[Any], dataset_name: str) -> None:
+    """LeRobot has one fps and one feature set per dataset; refuse datasets that mix them."""
+    first = infos[0]
+
+    def shape(e: Any) -> tuple:
+        return (e.fps, tuple(_camera_specs(e)), tuple(e.state_names), tuple(e.action_names))
+
+    ref = shape(first)
+    for e in infos[1:]:
+        if shape(e) != ref:
+            raise StoreError(
+                f"dataset {dataset_name!r} mixes episodes with different fps/cameras/state or action names "
+                f"(episode {first.id}: {ref}; episode {e.id}: {shape(e)}); a LeRobot dataset needs one layout, "
+                f"so move the odd episodes to another dataset first"
+            )
+
+
+def _camera_specs(info: Any) -> list[tuple[str, int, int]]:
+    out = []
+    for c in info.cameras:
+        if isinstance(c, dict):
+            out.append((c["name"], int(c["height"]), int(c["width"])))
+        else:  # CameraSpec-like
+            out.append((c.name, int(c.height), int(c.width)))
+    return out
+
+
+_VLA_TYPES = {
+    "episode_id": pa.int64(),
+    "task": pa.string(),
+    "source": pa.string(),
+    "operator": pa.string(),
+    "seed": pa.int64(),
+    "auto_success": pa.bool_(),
+    "human_success": pa.bool_(),
+    "created_at": pa.string(),
+    "extra": pa.string(),
+}
+
+
+def _vla_columns(info: Any) -> dict[str, Any]:
+    created = getattr(info, "created_at", None)
+    source = getattr(info, "source", None)
+    return {
+        L.VLA_PREFIX + "episode_id": int(info.id),
+        L.VLA_PREFIX + "task": info.task,
+        L.VLA_PREFIX + "source": getattr(source, "value", source),
+        L.VLA_PREFIX + "operator": info.operator,
+        L.VLA_PREFIX + "seed": None if info.seed is None else int(info.seed),
+        L.VLA_PREFIX + "auto_success": info.auto_success,
+        L.VLA_PREFIX + "human_success": info.human_success,
+        L.VLA_PREFIX + "created_at": created.isoformat() if created is not None else None,
+        L.VLA_PREFIX + "extra": json.dumps(info.extra or {}, sort_keys=True),
+    }
+
+
+def _sampled_frames(path: Path, length: int) -> np.ndarray:
+    """The frames LeRobot would sample for image stats, decoded from one episode video: (N, H, W, 3) uint8."""
+    wanted = stats.sample_indices(length)
+    want = set(wanted)
+    got: dict[int, np.ndarray] = {}
+    for k, img in enumerate(mp4.iter_frames(path)):
+        if k in want:
+            got[k] = img
+        if k >= wanted[-1]:
+            break
+    if len(got) != len(want):
+        raise StoreError(f"{path}: the video has fewer frames than the episode's {length} rows")
+    return np.stack([got[k] for k in wanted])
+
+
+def export_dataset(
+    store: Any,
+    dataset_name: str,
+    out_dir: str | Path,
+    *,
+    progress: Progress | None = None,
+    robot_type: str | None = None,
+    chunks_size: int = L.DEFAULT_CHUNK_SIZE,
+    data_files_size_in_mb: int = L.DEFAULT_DATA_FILE_SIZE_IN_MB,
+    video_files_size_in_mb: int = L.DEFAULT_VIDEO_FILE_SIZE_IN_MB,
+) -> Path:
+    """Write every episode of ``dataset_name`` to ``out_dir`` as a LeRobot v3.0 dataset; returns ``out_dir``.
+
+    Episodes go in store order (oldest first); each episode's instruction is its LeRobot task. Files roll over
+    to the next ``file-XXX`` when they would exceed the size limits, as LeRobot's writer does.
+
+    Raises:
+        NotFoundError: the dataset does not exist or has no episodes.
+        DestinationNotEmptyError: ``out_dir`` holds files (nothing is written).
+        StoreError: episodes disagree on fps/cameras/state or action names, or their files are broken.
+    """
+    out_dir = Path(out_dir).absolute()
+    _check_destination(out_dir)
+    infos = list(store.list_episodes(dataset_name))  # store order: oldest first
+    if not infos:
+        raise NotFoundError(f"dataset {dataset_name!r} does not exist or has no episodes; nothing to export")
+    _check_uniform(infos, dataset_name)
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.parent / f".{out_dir.name}.export-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        try:
+            _write(store, infos, tmp, progress, robot_type, chunks_size, data_files_size_in_mb, video_files_size_in_mb)
+        except mp4.VideoError as e:
+            raise StoreError(f"cannot read an episode video of dataset {dataset_name!r}: {e}") from e
+        _check_destination(out_dir)  # someone may have written there meanwhile
+        if out_dir.is_dir():
+            out_dir.rmdir()
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _write(
+    store: Any,
+    infos: list[Any],
+    root: Path,
+    progress: Progress | None,
+    robot_type: str | None,
+    chunks_size: int,
+    data_mb: int,
+    video_mb: int,
+) -> None:
+    first = infos[0]
+    fps = int(first.fps)
+    cameras = _camera_specs(first)
+    state_names, action_names = list(first.state_names), list(first.action_names)
+    ds, da = len(state_names), len(action_names)
+    keys = [L.video_key(name) for name, _, _ in cameras]
+    total_steps = len(infos) * (1 + len(cameras))
+    done = 0
+
+    def step() -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total_steps)
+
+    tasks: dict[str, int] = {}
+    for e in infos:
+        tasks.setdefault(e.instruction, len(tasks))
+
+    features: dict[str, dict[str, Any]] = {}
+    for (_, h, w), key in zip(cameras, keys, strict=True):
+        features[key] = L.video_feature(h, w, {})  # "info" filled once the first file exists
+    features[L.OBS_STATE] = L.vector_feature(state_names)
+    features[L.ACTION] = L.vector_feature(action_names)
+    features.update({k: dict(v) for k, v in L.DEFAULT_FEATURES.items()})
+    data_schema = pa.schema(
+        [
+            (L.OBS_STATE, pa.list_(pa.float32(), ds)),
+            (L.ACTION, pa.list_(pa.float32(), da)),
+            (L.TIMESTAMP, pa.float32()),
+            (L.FRAME_INDEX, pa.int64()),
+            (L.EPISODE_INDEX, pa.int64()),
+            (L.INDEX, pa.int64()),
+            (L.TASK_INDEX, pa.int64()),
+        ],
+        metadata={b"huggingface": L.hf_features_metadata(features)},
+    )
+
+    # --- data parquet(s) + per-episode stats -------------------------------------------------------------------
+    rows: list[dict[str, Any]] = []
+    ep_stats: list[dict[str, stats.Stats]] = []
+    chunk, file = 0, 0
+    writer: pq.ParquetWriter | None = None
+    file_bytes = 0
+    global_index = 0
+    try:
+        for ep_index, e in enumerate(infos):
+            table = store.read_table(e.id)
+            n = table.num_rows
+            if n == 0 or n != e.length:
+                raise StoreError(f"episode {e.id}: table has {n} rows but the episode is {e.length} frames long")
+            state = _matrix(table, L.OBS_STATE, ds, e.id)
+            action = _matrix(table, L.ACTION, da, e.id)
+            frame_index = _column(table, L.FRAME_INDEX, e.id).to_numpy().astype(np.int64)
+            if not np.array_equal(frame_index, np.arange(n)):
+                raise StoreError(f"episode {e.id}: frame_index is not 0..{n - 1}")
+            ts = _column(table, L.TIMESTAMP, e.id).to_numpy().astype(np.float32)
+            nominal = (np.arange(n, dtype=np.float64) / fps).astype(np.float32)
+            if not np.allclose(ts, nominal, rtol=0, atol=TIMESTAMP_TOLERANCE_S):
+                # Video frame k sits at k / fps; LeRobot finds frames by timestamp, so they must agree.
+                log.warning("episode %s: timestamps are not frame_index / fps; exporting frame_index / fps", e.id)
+                ts = nominal
+            index = np.arange(global_index, global_index + n, dtype=np.int64)
+            ep_arr = np.full(n, ep_index, dtype=np.int64)
+            task_arr = np.full(n, tasks[e.instruction], dtype=np.int64)
+            batch = pa.Table.from_arrays(
+                [
+                    pa.FixedSizeListArray.from_arrays(pa.array(state.reshape(-1)), ds),
+                    pa.FixedSizeListArray.from_arrays(pa.array(action.reshape(-1)), da),
+                    pa.array(ts),
+                    pa.array(frame_index),
+                    pa.array(ep_arr),
+                    pa.array(index),
+                    pa.array(task_arr),
+                ],
+                schema=data_schema,
+            )
+            if writer is not None and file_bytes + batch.nbytes >= data_mb * 1024**2:
+                writer.close()
+                writer = None
+                chunk, file = L.next_chunk_file(chunk, file, chunks_size)
+                file_bytes = 0
+            if writer is None:
+                path = root / L.data_path(chunk, file)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                writer = pq.ParquetWriter(path, data_schema, compression="snappy", use_dictionary=True)
+            writer.write_table(batch)
+            file_bytes += batch.nbytes
+
+            s: dict[str, stats.Stats] = {
+                L.OBS_STATE: stats.vector_stats(state),
+                L.ACTION: stats.vector_stats(action),
+                L.TIMESTAMP: stats.vector_stats(ts),
+                L.FRAME_INDEX: stats.vector_stats(frame_index),
+                L.EPISODE_INDEX: stats.vector_stats(ep_arr),
+                L.INDEX: stats.vector_stats(index),
+                L.TASK_INDEX: stats.vector_stats(task_arr),
+            }
+            files = store.episode_files(e.id)
+            for (cam, _, _), key in zip(cameras, keys, strict=True):
+                s[key] = stats.image_stats(_sampled_frames(Path(files.videos[cam]), n))
+            ep_stats.append(s)
+            rows.append(
+                {
+                    "episode_index": ep_index,
+                    "tasks": [e.instruction],
+                    "length": n,
+                    "data/chunk_index": chunk,
+                    "data/file_index": file,
+                    "dataset_from_index": global_index,
+                    "dataset_to_index": global_index + n,
+                }
+            )
+            global_index += n
+            step()
+    finally:
+        if writer is not None:
+            writer.close()
+
+    # --- videos: one stream per camera, episodes back to back -------------------------------------------------
+    sources = [store.episode_files(e.id).videos for e in infos]
+    for (cam, h, w), key in zip(cameras, keys, strict=True):
+        groups: list[_VideoGroup] = [_VideoGroup(0, 0)]
+        for i in range(len(infos)):
+            size = Path(sources[i][cam]).stat().st_size / 1024**2
+            g = groups[-1]
+            if g.episodes and g.size_mb + size >= video_mb:
+                groups.append(_VideoGroup(*L.next_chunk_file(g.chunk_index, g.file_index, chunks_size)))
+                g = groups[-1]
+            g.episodes.append(i)
+            g.size_mb += size
+        for g in groups:
+            out = root / L.video_path(key, g.chunk_index, g.file_index)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            paths = [Path(sources[i][cam]) for i in g.episodes]
+            lengths = [rows[i]["length"] for i in g.episodes]
+            if not mp4.concat_remux(paths, lengths, fps, out):
+                _reencode(paths, lengths, out, fps, w, h)
+            start = 0
+            for i, n in zip(g.episodes, lengths, strict=True):
+                rows[i][f"videos/{key}/chunk_index"] = g.chunk_index
+                rows[i][f"videos/{key}/file_index"] = g.file_index
+                rows[i][f"videos/{key}/from_timestamp"] = start / fps
+                rows[i][f"videos/{key}/to_timestamp"] = (start + n) / fps
+                start += n
+                step()
+        features[key]["info"] = mp4.video_info(root / L.video_path(key, 0, 0), fps)
+
+    # --- meta ------------------------------------------------------------------------------------------------
+    for row, s, e in zip(rows, ep_stats, infos, strict=True):
+        row.update(stats.flatten(s))
+        row["meta/episodes/chunk_index"] = 0
+        row["meta/episodes/file_index"] = 0
+        row.update(_vla_columns(e))
+    columns = {k: [r[k] for r in rows] for k in rows[0]}
+    types = {k: _VLA_TYPES[k[len(L.VLA_PREFIX) :]] for k in columns if k.startswith(L.VLA_PREFIX)}
+    ep_table = pa.Table.from_pydict({k: pa.array(v, type=types.get(k)) for k, v in columns.items()})
+    ep_path = root / L.episodes_path(0, 0)
+    ep_path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(ep_table, ep_path, compression="snappy")
+
+    task_df = pd.DataFrame({"task_index": np.arange(len(tasks), dtype=np.int64)}, index=list(tasks))
+    task_df.to_parquet(root / L.TASKS_PATH)
+
+    L.write_json(stats.to_jsonable(stats.aggregate(ep_stats)), root / L.STATS_PATH)
+    info = L.make_info(
+        fps=fps,
+        features=features,
+        total_episodes=len(infos),
+        total_frames=global_index,
+        total_tasks=len(tasks),
+        robot_type=robot_type if robot_type is not None else (first.extra or {}).get("robot_type"),
+        chunks_size=chunks_size,
+        data_files_size_in_mb=data_mb,
+        video_files_size_in_mb=video_mb,
+    )
+    L.write_json(info, root / L.INFO_PATH)
+
+
+def _reencode(paths: list[Path], lengths: list[int], out: Path, fps: int, width: int, height: int) -> None:
+    """Decode each episode's first ``length`` frames and encode them back to back into ``out``."""
+
+    def frames():
+        for p, n in zip(paths, lengths, strict=True):
+            k = 0
+            for img in mp4.iter_frames(p):
+                if k == n:
+                    break
+                if img.shape[:2] != (height, width):
+                    raise StoreError(f"{p}: frames are {img.shape[1]}x{img.shape[0]}, expected {width}x{height}")
+                yield img
+                k += 1
+            if k < n:
+                raise StoreError(f"{p}: the video has {k} frames but the episode has {n} rows")
+
+    mp4.encode(frames(), out, fps, width, height)
