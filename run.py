@@ -73,7 +73,7 @@ def open_store(settings: Settings):
     upgrade_database(engine)
     store = EpisodeStore(settings.data_dir, make_session_factory(engine))
     report = store.recover()
-    if report:
+    if report.changed:
         print(f"store: {report}", file=sys.stderr)
     return store
 
@@ -81,9 +81,11 @@ def open_store(settings: Settings):
 def cmd_demos(args, settings: Settings, store) -> int:
     from tqdm import tqdm
 
-    from backend.services.demos import record_demos
+    from backend.services.demos import check_demo_request, record_demos
     from backend.sim import SimConfig
 
+    # Bad names fail here, before a progress bar or a single file exists.
+    check_demo_request(dataset=args.dataset, task_name=args.task, colour=args.colour, episodes=args.episodes)
     successes = 0
     with tqdm(total=args.episodes, desc=f"{args.task} {args.colour}", unit="ep") as bar:
 

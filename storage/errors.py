@@ -19,3 +19,15 @@ class FormatError(StoreError, ValueError):
 
 class DestinationNotEmptyError(StoreError, FileExistsError):
     """An export target that already holds files; nothing is overwritten."""
+
+
+class RecorderClosedError(StoreError, RuntimeError):
+    """An EpisodeRecorder used after save() or discard(); start a new take with EpisodeStore.begin()."""
+
+
+class EmptyEpisodeError(StoreError, ValueError):
+    """save() on a take without frames; record at least one frame or discard() it."""
+
+
+class RecordingError(StoreError, RuntimeError):
+    """Encoding or writing a take failed (disk full, codec error); nothing was saved."""

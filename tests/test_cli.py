@@ -4,9 +4,11 @@ import os
 import subprocess
 import sys
 
+from pathlib import Path
+
 import pytest
 
-from tests.conftest import REPO_ROOT
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture

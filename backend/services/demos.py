@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from backend.sim import SimConfig, SimRobot, make_expert, make_task
-from storage.episode_store import CameraSpec, EpisodeMeta, EpisodeStore
+from storage.episode_store import CameraSpec, EpisodeMeta, EpisodeStore, validate_name
 
 # Frames kept after success is first detected, so a demo shows the object held, not a cut at the instant of success.
 SETTLE_STEPS_AFTER_SUCCESS = 10
@@ -20,6 +20,14 @@ class DemoResult:
     seed: int
     success: bool
     length: int
+
+
+def check_demo_request(*, dataset: str, task_name: str, colour: str, episodes: int):
+    """Raise a clear ValueError for a bad request before anything is written; returns the task instance."""
+    if episodes < 1:
+        raise ValueError(f"episodes must be at least 1, got {episodes}")
+    validate_name(dataset)
+    return make_task(task_name, colour=colour)
 
 
 def record_demos(
@@ -39,9 +47,7 @@ def record_demos(
     Failed takes are saved too (auto_success=False): failures are training signal for later issues, and a manager
     should see the expert's true success rate rather than a filtered one.
     """
-    if episodes < 1:
-        raise ValueError(f"episodes must be at least 1, got {episodes}")
-    task = make_task(task_name, colour=colour)  # raises a clear ValueError on unknown names before anything is written
+    task = check_demo_request(dataset=dataset, task_name=task_name, colour=colour, episodes=episodes)
     robot = SimRobot(sim_config or SimConfig())
     expert = make_expert(task)
     results = []

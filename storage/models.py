@@ -1,0 +1,135 @@
+"""SQLAlchemy 2 models (typed declarative) for datasets and recorded episodes.
+
+Portable on SQLite and PostgreSQL: integer surrogate keys, ``JSON`` for structured columns, a non-native enum
+(VARCHAR + CHECK) for the episode source so adding a value later is a plain batch migration instead of
+``ALTER TYPE``. Every constraint and index gets a deterministic name from ``NAMING_CONVENTION`` so Alembic batch
+mode (SQLite's copy-and-move table rebuild) can find and alter them in later migrations.
+
+Ids are never reused on SQLite (``sqlite_autoincrement``), so a deleted episode's id cannot silently point at a
+new one from a job result or a rollout log. A later batch migration that rebuilds ``episodes`` or ``datasets`` on
+SQLite must pass ``table_kwargs={"sqlite_autoincrement": True}`` to ``op.batch_alter_table`` to keep that.
+
+Later tables (annotations, models, training jobs, rollouts) reference ``episodes.id`` / ``datasets.id``; add them
+here and in a new ``storage/migrations/versions/000N_*.py``. ``tests/storage/test_db.py`` fails if the models and
+the migrations drift apart.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, DateTime, Enum, ForeignKey, Integer, MetaData, String, Text, func
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+NAME_MAX_LEN = 64  # dataset, task and camera names
+
+
+class EpisodeSource(enum.StrEnum):
+    """Who produced the actions of an episode."""
+
+    TELEOP = "teleop"  # a human drove the robot from the browser
+    SCRIPTED = "scripted"  # the sim's scripted expert
+    POLICY = "policy"  # a trained policy rolled out on its own
+    INTERVENTION = "intervention"  # a policy rollout in which an operator took over (corrections)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores no offset and hands back naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; use datetime.now(UTC)")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), list[Any]: JSON()}
+
+
+class Dataset(Base):
+    """A named collection of episodes; the name is also the folder name under ``<data_dir>/episodes/``."""
+
+    __tablename__ = "datasets"
+    __table_args__ = {"sqlite_autoincrement": True}  # never reuse ids of deleted rows (jobs/results refer to them)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_MAX_LEN), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="", server_default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now())
+
+    episodes: Mapped[list[Episode]] = relationship(back_populates="dataset", passive_deletes=True)
+
+    def __repr__(self) -> str:
+        return f"Dataset(id={self.id!r}, name={self.name!r})"
+
+
+class Episode(Base):
+    """One recorded take: metadata here, frames and per-step arrays in files under ``path``."""
+
+    __tablename__ = "episodes"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # Random hex id, also the folder name; lets recovery re-register a folder idempotently.
+    uid: Mapped[str] = mapped_column(String(32), unique=True)
+    # RESTRICT: deleting a dataset must not silently orphan episode files; delete its episodes first.
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="RESTRICT"), index=True)
+    task: Mapped[str] = mapped_column(String(NAME_MAX_LEN), index=True)  # registered sim task name, e.g. "pick"
+    instruction: Mapped[str] = mapped_column(Text)
+    source: Mapped[EpisodeSource] = mapped_column(
+        Enum(
+            EpisodeSource,
+            name="episode_source",
+            native_enum=False,
+            create_constraint=True,
+            length=16,
+            values_callable=lambda e: [m.value for m in e],
+            validate_strings=True,
+        ),
+        index=True,
+    )
+    operator: Mapped[str | None] = mapped_column(String(128), index=True)
+    seed: Mapped[int | None] = mapped_column(BigInteger)
+    fps: Mapped[int] = mapped_column(Integer)
+    length: Mapped[int] = mapped_column(Integer)  # frames
+    auto_success: Mapped[bool | None] = mapped_column()  # the task's own success check, if it has one
+    human_success: Mapped[bool | None] = mapped_column()  # the operator's verdict
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now(), index=True)
+    path: Mapped[str] = mapped_column(String(512), unique=True)  # posix, relative to the data dir
+    checksums: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {relative file: sha256 hex}
+    cameras: Mapped[list[Any]] = mapped_column(default=list)  # [{"name", "height", "width"}]
+    state_names: Mapped[list[Any]] = mapped_column(default=list)
+    action_names: Mapped[list[Any]] = mapped_column(default=list)
+    extra: Mapped[dict[str, Any]] = mapped_column(default=dict)  # task params, colours, ...
+
+    dataset: Mapped[Dataset] = relationship(back_populates="episodes")
+
+    def __repr__(self) -> str:
+        return f"Episode(id={self.id!r}, uid={self.uid!r}, task={self.task!r}, length={self.length!r})"
