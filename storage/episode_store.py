@@ -834,7 +834,11 @@ class EpisodeRecorder:
         return table.replace_schema_metadata({"vla_dashboard": json.dumps(names)})
 
     def save(self, *, auto_success: bool | None, human_success: bool | None = None) -> int:
-        """Finish the take and register it; returns the episode id. On error nothing is left behind."""
+        """Finish the take and register it; returns the episode id.
+
+        An error before the files are in place leaves nothing behind; a database error after that keeps the
+        complete folder for recover() and raises RecordingError saying so (a take is never thrown away).
+        """
         with self._lock:
             self._check_open()
             if self.num_frames == 0:
@@ -881,8 +885,6 @@ class EpisodeRecorder:
                 _fsync_path(final.parent)
                 _fsync_path(store.tmp_dir)
                 _fault_point("after_move")
-                episode_id = store._insert(manifest, rel)
-                _fault_point("after_commit")
             except BaseException:
                 self._status = "failed"
                 self._abort_encoders()
@@ -891,6 +893,18 @@ class EpisodeRecorder:
                 shutil.rmtree(self.tmp_path, ignore_errors=True)
                 store._forget(self.uid)
                 raise
+            try:
+                episode_id = store._insert(manifest, rel)
+                _fault_point("after_commit")
+            except Exception as error:
+                # The files are complete, verified and in place: keep them rather than lose the take. The
+                # manifest lets recover() register the folder at the next start, as after a crash at this point.
+                self._status = "failed"
+                store._forget(self.uid)
+                raise RecordingError(
+                    f"episode files were saved to {final} but registering them in the database failed ({error}); "
+                    "they will be registered by the store's recovery at the next start"
+                ) from error
             self._status = "saved"
             store._forget(self.uid)
             return episode_id

@@ -18,7 +18,7 @@ from storage.episode_store import (
     EpisodeStore,
     sha256_file,
 )
-from storage.errors import EmptyEpisodeError, InvalidNameError, NotFoundError, RecorderClosedError
+from storage.errors import EmptyEpisodeError, InvalidNameError, NotFoundError, RecorderClosedError, RecordingError
 from storage.models import Episode
 
 
@@ -363,6 +363,28 @@ def test_recover_cleans_temp_and_registers_moved_folder(h, store: EpisodeStore, 
     assert again.created_at == info.created_at and again.extra == info.extra
     assert fresh.check() == []
     assert not fresh.recover().changed
+
+
+def test_database_failure_after_move_keeps_the_take_for_recovery(
+    h, store: EpisodeStore, session_factory, monkeypatch
+) -> None:
+    rec = store.begin(h.make_meta())
+    for i in range(6):
+        rec.add_frame(**h.synthetic_step(i))
+
+    def database_down(*args, **kwargs):
+        raise ConnectionError("database is down")
+
+    monkeypatch.setattr(store, "_insert", database_down)
+    with pytest.raises(RecordingError, match="registered by the store's recovery"):
+        rec.save(auto_success=True)
+    assert store.list_episodes() == [] and any("orphan" in p for p in store.check())
+
+    fresh = EpisodeStore(store.data_dir, session_factory)  # the next start
+    report = fresh.recover()
+    assert len(report.recovered) == 1
+    assert fresh.get_episode(report.recovered[0]).length == 6
+    assert fresh.check() == []
 
 
 def test_recover_quarantines_corrupt_unregistered_folder(h, store: EpisodeStore, session_factory) -> None:
