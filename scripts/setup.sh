@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the project needs on a fresh Debian machine; safe to run again (it skips what is done).
-#   1. Debian packages for headless MuJoCo rendering (EGL/Mesa) when missing.
+#   1. Debian packages for headless MuJoCo rendering (EGL/Mesa) when missing, and PostgreSQL (for its tests)
+#      when no initdb is found.
 #   2. .venv with torch==2.13.0 (the local CPU wheel) first, then the project and its dev extras under
 #      constraints.txt so nothing can pull another torch build or torchvision.
 #   3. LeRobot (tests only: its own loader checks our exports) without its dependencies, because it pins an
@@ -11,6 +12,10 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 APT_PACKAGES=(libegl1 libegl-mesa0 libgl1-mesa-dri libosmesa6)
+# tests/storage/test_postgres.py starts a throwaway PostgreSQL server; any installed initdb will do.
+if ! command -v initdb >/dev/null 2>&1 && ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+  APT_PACKAGES+=(postgresql)
+fi
 LEROBOT_VERSION=0.4.4
 
 missing=()
@@ -23,7 +28,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   else
-    echo "setup: missing Debian packages for headless rendering: ${missing[*]}" >&2
+    echo "setup: missing Debian packages (headless rendering, PostgreSQL for tests): ${missing[*]}" >&2
     echo "setup: run as root, or: sudo apt-get install -y ${missing[*]}" >&2
     exit 1
   fi

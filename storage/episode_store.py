@@ -23,7 +23,8 @@ is kept). It is idempotent: ``uid`` and ``path`` are unique, so a folder is neve
 the rename leaves only ``tmp/`` debris, which ``recover()`` deletes. The same reasoning covers SQLite in WAL mode
 with ``synchronous=NORMAL`` losing the last commit on power loss: the folder is re-registered.
 
-``save()`` either returns an id (row committed, files in place) or raises having left nothing behind.
+``save()`` either returns an id (row committed, files in place) or raises: having left nothing behind when it
+failed before the rename, or keeping the complete folder for ``recover()`` when only the INSERT failed.
 ``recover()`` must run at start-up before any recorder of this data dir exists in another process; it leaves the
 takes of recorders that are live in this process alone.
 """
@@ -52,6 +53,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from storage import features
 from storage.errors import (
     EmptyEpisodeError,
     FormatError,
@@ -74,10 +76,10 @@ MANIFEST_VERSION = 1
 TRASH_SUFFIX = ".trash"
 
 # Column names of the per-step table, the same as the LeRobot dataset format.
-COL_TIMESTAMP = "timestamp"
-COL_FRAME_INDEX = "frame_index"
-COL_STATE = "observation.state"
-COL_ACTION = "action"
+COL_TIMESTAMP = features.TIMESTAMP
+COL_FRAME_INDEX = features.FRAME_INDEX
+COL_STATE = features.OBS_STATE
+COL_ACTION = features.ACTION
 
 MAX_FPS = 1000
 MAX_IMAGE_SIDE = 4096

@@ -3,7 +3,6 @@
 import os
 import subprocess
 import sys
-
 from pathlib import Path
 
 import pytest
@@ -38,7 +37,7 @@ def test_help_lists_every_command(cli):
 
 
 def test_demos_export_import_check_store(cli, tmp_path):
-    result = cli("demos", "--task", "pick", "--colour", "red", "--episodes", "2", "--dataset", "pick_red", "--seed", "5")
+    result = cli("demos", "--task", "pick", "--colour", "red", "--episodes", "2", "--dataset", "pick_red", "--seed=5")
     assert result.returncode == 0, result.stderr
     assert "recorded 2 episodes into 'pick_red' (2 successful)" in result.stdout
 

@@ -53,8 +53,15 @@ def record_demos(
     results = []
     for episode_seed in range(seed, seed + episodes):
         results.append(
-            _record_one(store=store, dataset=dataset, robot=robot, task=task, expert=expert, seed=episode_seed,
-                        operator=operator)
+            _record_one(
+                store=store,
+                dataset=dataset,
+                robot=robot,
+                task=task,
+                expert=expert,
+                seed=episode_seed,
+                operator=operator,
+            )
         )
         if on_episode is not None:
             on_episode(results[-1])

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from storage import features as F
 from storage.errors import DestinationNotEmptyError, NotFoundError, StoreError
 
 from . import layout as L
@@ -218,18 +219,18 @@ def _write(
     features: dict[str, dict[str, Any]] = {}
     for (_, h, w), key in zip(cameras, keys, strict=True):
         features[key] = L.video_feature(h, w, {})  # "info" filled once the first file exists
-    features[L.OBS_STATE] = L.vector_feature(state_names)
-    features[L.ACTION] = L.vector_feature(action_names)
+    features[F.OBS_STATE] = L.vector_feature(state_names)
+    features[F.ACTION] = L.vector_feature(action_names)
     features.update({k: dict(v) for k, v in L.DEFAULT_FEATURES.items()})
     data_schema = pa.schema(
         [
-            (L.OBS_STATE, pa.list_(pa.float32(), ds)),
-            (L.ACTION, pa.list_(pa.float32(), da)),
-            (L.TIMESTAMP, pa.float32()),
-            (L.FRAME_INDEX, pa.int64()),
-            (L.EPISODE_INDEX, pa.int64()),
-            (L.INDEX, pa.int64()),
-            (L.TASK_INDEX, pa.int64()),
+            (F.OBS_STATE, pa.list_(pa.float32(), ds)),
+            (F.ACTION, pa.list_(pa.float32(), da)),
+            (F.TIMESTAMP, pa.float32()),
+            (F.FRAME_INDEX, pa.int64()),
+            (F.EPISODE_INDEX, pa.int64()),
+            (F.INDEX, pa.int64()),
+            (F.TASK_INDEX, pa.int64()),
         ],
         metadata={b"huggingface": L.hf_features_metadata(features)},
     )
@@ -247,12 +248,12 @@ def _write(
             n = table.num_rows
             if n == 0 or n != e.length:
                 raise StoreError(f"episode {e.id}: table has {n} rows but the episode is {e.length} frames long")
-            state = _matrix(table, L.OBS_STATE, ds, e.id)
-            action = _matrix(table, L.ACTION, da, e.id)
-            frame_index = _column(table, L.FRAME_INDEX, e.id).to_numpy().astype(np.int64)
+            state = _matrix(table, F.OBS_STATE, ds, e.id)
+            action = _matrix(table, F.ACTION, da, e.id)
+            frame_index = _column(table, F.FRAME_INDEX, e.id).to_numpy().astype(np.int64)
             if not np.array_equal(frame_index, np.arange(n)):
                 raise StoreError(f"episode {e.id}: frame_index is not 0..{n - 1}")
-            ts = _column(table, L.TIMESTAMP, e.id).to_numpy().astype(np.float32)
+            ts = _column(table, F.TIMESTAMP, e.id).to_numpy().astype(np.float32)
             nominal = (np.arange(n, dtype=np.float64) / fps).astype(np.float32)
             if not np.allclose(ts, nominal, rtol=0, atol=TIMESTAMP_TOLERANCE_S):
                 # Video frame k sits at k / fps; LeRobot finds frames by timestamp, so they must agree.
@@ -286,13 +287,13 @@ def _write(
             file_bytes += batch.nbytes
 
             s: dict[str, stats.Stats] = {
-                L.OBS_STATE: stats.vector_stats(state),
-                L.ACTION: stats.vector_stats(action),
-                L.TIMESTAMP: stats.vector_stats(ts),
-                L.FRAME_INDEX: stats.vector_stats(frame_index),
-                L.EPISODE_INDEX: stats.vector_stats(ep_arr),
-                L.INDEX: stats.vector_stats(index),
-                L.TASK_INDEX: stats.vector_stats(task_arr),
+                F.OBS_STATE: stats.vector_stats(state),
+                F.ACTION: stats.vector_stats(action),
+                F.TIMESTAMP: stats.vector_stats(ts),
+                F.FRAME_INDEX: stats.vector_stats(frame_index),
+                F.EPISODE_INDEX: stats.vector_stats(ep_arr),
+                F.INDEX: stats.vector_stats(index),
+                F.TASK_INDEX: stats.vector_stats(task_arr),
             }
             files = store.episode_files(e.id)
             for (cam, _, _), key in zip(cameras, keys, strict=True):

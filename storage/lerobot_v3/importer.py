@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from storage import features as F
 from storage.errors import FormatError, NotFoundError, StoreError
 
 from . import layout as L
@@ -36,7 +37,7 @@ DEFAULT_TASK = "imported"  # our task name for episodes that carry none (LeRobot
 DEFAULT_SOURCE = "teleop"
 
 _EPISODE_COLUMNS = ("episode_index", "length", "data/chunk_index", "data/file_index")
-_DATA_COLUMNS = (L.TIMESTAMP, L.FRAME_INDEX, L.EPISODE_INDEX, L.TASK_INDEX, L.OBS_STATE, L.ACTION)
+_DATA_COLUMNS = (F.TIMESTAMP, F.FRAME_INDEX, F.EPISODE_INDEX, F.TASK_INDEX, F.OBS_STATE, F.ACTION)
 
 
 @dataclass
@@ -168,10 +169,10 @@ def _plan(root: Path, dataset_name: str, tolerance_s: float, default_task: str, 
         raise FormatError(f"{root}: {L.INFO_PATH} fps {info['fps']!r} is not a number") from e
     if fps <= 0 or fps != info["fps"]:
         raise FormatError(f"{root}: fps {info['fps']!r} must be a positive whole number")
-    ds = _vector_width(features, L.OBS_STATE, root)
-    da = _vector_width(features, L.ACTION, root)
-    state_names = _names(features[L.OBS_STATE], L.OBS_STATE, ds)
-    action_names = _names(features[L.ACTION], L.ACTION, da)
+    ds = _vector_width(features, F.OBS_STATE, root)
+    da = _vector_width(features, F.ACTION, root)
+    state_names = _names(features[F.OBS_STATE], F.OBS_STATE, ds)
+    action_names = _names(features[F.ACTION], F.ACTION, da)
     image_keys = [k for k, ft in features.items() if isinstance(ft, dict) and ft.get("dtype") == "image"]
     if image_keys:
         raise FormatError(f"{root}: image-dtype features {image_keys} are not supported; only video features are")
@@ -214,10 +215,10 @@ def _plan(root: Path, dataset_name: str, tolerance_s: float, default_task: str, 
         missing = [c for c in _DATA_COLUMNS if c not in table.column_names]
         if missing:
             raise FormatError(f"{root}: data file {_rel(root, path)} lacks columns {missing}")
-        for col, width in ((L.OBS_STATE, ds), (L.ACTION, da)):
+        for col, width in ((F.OBS_STATE, ds), (F.ACTION, da)):
             if pc.list_value_length(table.column(col)).to_numpy(zero_copy_only=False).tolist() != [width] * len(table):
                 raise FormatError(f"{root}: data file {_rel(root, path)}: {col} rows are not all {width} wide")
-        ep_col = table.column(L.EPISODE_INDEX).to_numpy()
+        ep_col = table.column(F.EPISODE_INDEX).to_numpy()
         for r in eps:
             e = int(r["episode_index"])
             sel = np.flatnonzero(ep_col == e)
@@ -232,14 +233,14 @@ def _plan(root: Path, dataset_name: str, tolerance_s: float, default_task: str, 
                 and r["dataset_to_index"] - r["dataset_from_index"] != n
             ):
                 raise FormatError(f"{root}: episode {e}: dataset_from/to_index span differs from its length {n}")
-            fi = table.column(L.FRAME_INDEX).take(pa.array(sel)).to_numpy()
+            fi = table.column(F.FRAME_INDEX).take(pa.array(sel)).to_numpy()
             if not np.array_equal(fi, np.arange(n)):
                 raise FormatError(f"{root}: episode {e}: frame_index in {_rel(root, path)} is not 0..{n - 1}")
-            ts = table.column(L.TIMESTAMP).take(pa.array(sel)).to_numpy().astype(np.float64)
+            ts = table.column(F.TIMESTAMP).take(pa.array(sel)).to_numpy().astype(np.float64)
             if not np.isfinite(ts).all() or (n > 1 and (np.diff(ts) <= 0).any()) or ts[0] < 0:
                 raise FormatError(f"{root}: episode {e}: timestamps are not increasing and >= 0")
             timestamps[e] = ts
-            ti = int(table.column(L.TASK_INDEX)[int(sel[0])].as_py())
+            ti = int(table.column(F.TASK_INDEX)[int(sel[0])].as_py())
             if ti not in tasks:
                 raise FormatError(f"{root}: episode {e}: task_index {ti} is not in {L.TASKS_PATH}")
             first_task[e] = ti
@@ -391,9 +392,9 @@ def _episode_rows(root: Path, ep: _Episode, cache: dict[Path, pa.Table]) -> pa.T
         cache.clear()  # keep one data file in memory; episodes are in file order
         table = _read_parquet(root, ep.data_file, "data file", list(_DATA_COLUMNS))
         cache[ep.data_file] = table
-    sel = np.flatnonzero(table.column(L.EPISODE_INDEX).to_numpy() == ep.index)
+    sel = np.flatnonzero(table.column(F.EPISODE_INDEX).to_numpy() == ep.index)
     rows = table.take(pa.array(sel))
-    order = np.argsort(rows.column(L.FRAME_INDEX).to_numpy(), kind="stable")
+    order = np.argsort(rows.column(F.FRAME_INDEX).to_numpy(), kind="stable")
     return rows.take(pa.array(order))
 
 
@@ -402,9 +403,9 @@ def _import_episode(
 ) -> int:
     rows = _episode_rows(root, ep, cache)
     n = ep.length
-    ts = rows.column(L.TIMESTAMP).to_numpy().astype(np.float64)
-    state = np.asarray(pc.list_flatten(rows.column(L.OBS_STATE)).to_numpy(zero_copy_only=False), dtype=np.float32)
-    action = np.asarray(pc.list_flatten(rows.column(L.ACTION)).to_numpy(zero_copy_only=False), dtype=np.float32)
+    ts = rows.column(F.TIMESTAMP).to_numpy().astype(np.float64)
+    state = np.asarray(pc.list_flatten(rows.column(F.OBS_STATE)).to_numpy(zero_copy_only=False), dtype=np.float32)
+    action = np.asarray(pc.list_flatten(rows.column(F.ACTION)).to_numpy(zero_copy_only=False), dtype=np.float32)
     state = state.reshape(n, -1)
     action = action.reshape(n, -1)
     frames = {cam: mp4.decode_at(path, (start + ts).tolist(), tolerance_s) for cam, (path, start) in ep.videos.items()}

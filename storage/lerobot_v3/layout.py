@@ -20,6 +20,15 @@ import json
 from pathlib import Path
 from typing import Any
 
+from storage.features import (
+    EPISODE_INDEX,
+    FRAME_INDEX,
+    INDEX,
+    OBS_IMAGES_PREFIX,
+    TASK_INDEX,
+    TIMESTAMP,
+)
+
 CODEBASE_VERSION = "v3.0"
 
 DEFAULT_CHUNK_SIZE = 1000  # max files per chunk folder
@@ -37,15 +46,6 @@ EPISODES_PATH = EPISODES_DIR + "/" + CHUNK_FILE_PATTERN + ".parquet"
 DATA_PATH = DATA_DIR + "/" + CHUNK_FILE_PATTERN + ".parquet"
 VIDEO_PATH = VIDEO_DIR + "/{video_key}/" + CHUNK_FILE_PATTERN + ".mp4"
 
-# Batch keys, the same names as LeRobot's (lerobot/utils/constants.py).
-OBS_STATE = "observation.state"
-ACTION = "action"
-OBS_IMAGES_PREFIX = "observation.images."
-TIMESTAMP = "timestamp"
-FRAME_INDEX = "frame_index"
-EPISODE_INDEX = "episode_index"
-INDEX = "index"
-TASK_INDEX = "task_index"
 
 # Scalar columns every LeRobot dataset has, in the order LeRobot appends them (DEFAULT_FEATURES).
 DEFAULT_FEATURES: dict[str, dict[str, Any]] = {

@@ -18,6 +18,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from storage import features as F
 from storage.db import make_engine, make_session_factory, upgrade_database
 from storage.episode_store import CameraSpec, EpisodeMeta, EpisodeStore
 from storage.errors import DestinationNotEmptyError, FormatError, NotFoundError
@@ -35,7 +36,7 @@ EPISODES = [
     (20, "push the blue block", "push", "scripted", None, 2, False, True),
     (7, "pick up the red cube", "pick", "policy", None, None, None, False),
 ]
-ARRAY_COLUMNS = [L.OBS_STATE, L.ACTION, L.TIMESTAMP, L.FRAME_INDEX, L.EPISODE_INDEX, L.INDEX, L.TASK_INDEX]
+ARRAY_COLUMNS = [F.OBS_STATE, F.ACTION, F.TIMESTAMP, F.FRAME_INDEX, F.EPISODE_INDEX, F.INDEX, F.TASK_INDEX]
 # Codec tolerance in 0..255 on tiny synthetic frames with hard colour edges (4:2:0 chroma smears them):
 MEAN_ABS_TOL = 8.0  # mean |difference|
 P99_ABS_TOL = 64  # 99th percentile; single pixels on the edges of the red square may differ more
@@ -211,9 +212,9 @@ def test_export_layout_and_metadata(store: EpisodeStore, demo: list[dict], tmp_p
 
     data = read_data(out)
     assert list(data.columns) == ARRAY_COLUMNS
-    assert np.array_equal(np.stack(data[L.OBS_STATE]), np.concatenate([d["state"] for d in demo]))
-    assert data[L.INDEX].tolist() == list(range(39))
-    assert data[L.TASK_INDEX].tolist() == [0] * 12 + [1] * 20 + [0] * 7
+    assert np.array_equal(np.stack(data[F.OBS_STATE]), np.concatenate([d["state"] for d in demo]))
+    assert data[F.INDEX].tolist() == list(range(39))
+    assert data[F.TASK_INDEX].tolist() == [0] * 12 + [1] * 20 + [0] * 7
 
 
 def test_lerobot_loads_export_offline(store: EpisodeStore, demo: list[dict], tmp_path: Path) -> None:
@@ -283,7 +284,7 @@ def test_multi_file_export_imports(store: EpisodeStore, demo: list[dict], tmp_pa
     ids = import_dataset(store, out, "from_split")
     for x, eid in zip(demo, ids, strict=True):
         table = store.read_table(eid)
-        assert np.array_equal(np.stack(table.column(L.ACTION).to_pylist()).astype(np.float32), x["action"])
+        assert np.array_equal(np.stack(table.column(F.ACTION).to_pylist()).astype(np.float32), x["action"])
 
 
 def test_export_reencodes_when_remux_is_impossible(
@@ -435,7 +436,7 @@ def test_import_dataset_written_by_lerobot(store: EpisodeStore, tmp_path: Path) 
     assert [e.length for e in eps] == truth["lengths"].tolist()
     assert [e.instruction for e in eps] == ["stack the cubes", "open the drawer"]
     assert eps[0].cameras == [CameraSpec("top", 64, 64)] and eps[0].state_names == ["x", "y", "z"]
-    state = np.concatenate([np.stack(store.read_table(i).column(L.OBS_STATE).to_pylist()) for i in ids])
+    state = np.concatenate([np.stack(store.read_table(i).column(F.OBS_STATE).to_pylist()) for i in ids])
     assert np.array_equal(state.astype(np.float32), truth["state"])
     frames = np.concatenate([store.read_frames(i, "top") for i in ids])
     assert_close_frames(frames, truth["frames"])  # AV1 CRF 30 then H.264 CRF 18

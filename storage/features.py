@@ -1,0 +1,20 @@
+"""Batch keys and per-step column names, one place for all: the same names as the LeRobot dataset format
+(lerobot/utils/constants.py), so a stored table, an exported dataset and a training batch agree.
+
+The policy (vla_core) reads batches with these keys too; add new keys here, never as string literals elsewhere.
+"""
+
+OBS_STATE = "observation.state"  # (D_state,) float32 per step
+ACTION = "action"  # (D_action,) float32 per step
+OBS_IMAGES_PREFIX = "observation.images."  # + camera name -> (H, W, 3) uint8 frames (stored as video)
+TIMESTAMP = "timestamp"  # float32 seconds since the episode started
+FRAME_INDEX = "frame_index"  # int64 step index within the episode
+EPISODE_INDEX = "episode_index"  # int64, in exported datasets
+INDEX = "index"  # int64 global step index, in exported datasets
+TASK_INDEX = "task_index"  # int64 into meta/tasks.parquet, in exported datasets
+TASK = "task"  # the language instruction string, in training batches
+
+
+def image_key(camera: str) -> str:
+    """The batch/feature key of a camera: "front" -> "observation.images.front"."""
+    return OBS_IMAGES_PREFIX + camera
