@@ -108,3 +108,44 @@ def test_check_store_fails_on_a_tampered_file(cli):
     result = cli("check-store")
     assert result.returncode == 1
     assert "problem:" in result.stdout
+
+
+def test_sigkill_during_demos_leaves_no_partial_episode(cli, tmp_path):
+    """Kill a real `run.py demos` with SIGKILL while it records; the next start cleans up and check-store passes."""
+    import signal
+    import time
+
+    env = {**os.environ, "VLA_DATA_DIR": str(cli.data_dir), "VLA_IMAGE_SIZE": "64", "MUJOCO_GL": "egl"}
+    proc = subprocess.Popen(
+        [sys.executable, "run.py", "demos", "--task", "place", "--colour", "red", "--episodes", "50", "--dataset", "d"],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    tmp_dir, episodes_dir = cli.data_dir / "tmp", cli.data_dir / "episodes" / "d"
+    try:
+        deadline = time.monotonic() + 120
+        # Wait until one episode is saved and the next one is being recorded (its take lives in tmp/).
+        while time.monotonic() < deadline:
+            saved = list(episodes_dir.iterdir()) if episodes_dir.exists() else []
+            if saved and tmp_dir.exists() and any(tmp_dir.iterdir()):
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("demos never got to a second episode")
+        time.sleep(0.3)  # well inside the second take (a place demo is ~6 s)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    assert any(tmp_dir.iterdir()), "the killed take should still be on disk before recovery"
+    complete = len(list(episodes_dir.iterdir()))
+
+    result = cli("check-store")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "unfinished take" in result.stderr  # the next start removed what the killed process left
+    assert f"ok ({complete} episodes" in result.stdout
+    assert not any(tmp_dir.iterdir())
