@@ -118,10 +118,10 @@ def check_store(store: EpisodeStore, *, verify_checksums: bool = True) -> list[s
                         f"orphan: {rel} is a {kind} no episode row refers to "
                         "(run recover() to register a complete one, or remove it)"
                     )
-    active = store.active_uids()
+    live = store.live_uids()
     if store.tmp_dir.exists():
         for entry in sorted(store.tmp_dir.iterdir()):
-            if entry.name.split(".")[0] not in active:
+            if entry.name.split(".")[0] not in live:
                 problems.append(f"stale temporary {TMP_DIR}/{entry.name} (a killed take or delete; run recover())")
     if store.lost_dir.exists():
         for entry in sorted(store.lost_dir.iterdir()):

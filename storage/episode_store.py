@@ -25,12 +25,14 @@ with ``synchronous=NORMAL`` losing the last commit on power loss: the folder is 
 
 ``save()`` either returns an id (row committed, files in place) or raises: having left nothing behind when it
 failed before the rename, or keeping the complete folder for ``recover()`` when only the INSERT failed.
-``recover()`` must run at start-up before any recorder of this data dir exists in another process; it leaves the
-takes of recorders that are live in this process alone.
+``recover()`` runs at every start-up; it leaves alone every take that is live in this or another process (each
+take holds an flock on ``tmp/<uid>.lock``, which the kernel releases when its process dies, even by SIGKILL), so a
+CLI command started while the server records cannot delete the server's take.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import math
@@ -74,6 +76,7 @@ MANIFEST_FILE = "episode.json"
 MANIFEST_FORMAT = "vla-episode"
 MANIFEST_VERSION = 1
 TRASH_SUFFIX = ".trash"
+LOCK_SUFFIX = ".lock"  # tmp/<uid>.lock: flock held by the process recording that take
 
 # Column names of the per-step table, the same as the LeRobot dataset format.
 COL_TIMESTAMP = features.TIMESTAMP
@@ -335,6 +338,7 @@ class EpisodeStore:
         self._sf = session_factory
         self.encoder = encoder or EncoderSettings()
         self._active: dict[str, EpisodeRecorder] = {}
+        self._take_locks: dict[str, int] = {}  # uid -> fd holding the flock on tmp/<uid>.lock
         self._lock = threading.Lock()
         # pyarrow imports pandas lazily on the first pa.array() from numpy (~0.4 s on this machine); pay it at
         # start-up rather than inside the first save().
@@ -354,8 +358,23 @@ class EpisodeStore:
         return self.data_dir / LOST_DIR
 
     def active_uids(self) -> set[str]:
+        """Takes being recorded by this process."""
         with self._lock:
             return set(self._active)
+
+    def live_uids(self) -> set[str]:
+        """Takes being recorded by this or any other process (e.g. the server while a CLI command runs).
+
+        Each take holds an exclusive flock on ``tmp/<uid>.lock`` while it lives; the kernel drops it when the
+        process dies, even by SIGKILL, so a lock that can be taken belongs to a dead take.
+        """
+        live = self.active_uids()
+        if self.tmp_dir.exists():
+            for lock_path in self.tmp_dir.glob(f"*{LOCK_SUFFIX}"):
+                uid = lock_path.name.removesuffix(LOCK_SUFFIX)
+                if uid not in live and _lock_is_held(lock_path):
+                    live.add(uid)
+        return live
 
     # -- datasets ------------------------------------------------------------------------------------------------
     def ensure_dataset(self, name: str, description: str = "") -> int:
@@ -479,14 +498,25 @@ class EpisodeStore:
         """Validate ``meta`` (nothing is written if it is wrong) and start a take in ``tmp/<uid>/``."""
         meta = validate_meta(meta)
         uid = uuid.uuid4().hex
-        recorder = EpisodeRecorder(self, meta, uid)
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        lock_fd = _acquire_lock(self.tmp_dir / f"{uid}{LOCK_SUFFIX}")
+        try:
+            recorder = EpisodeRecorder(self, meta, uid)
+        except BaseException:
+            _release_lock(lock_fd, self.tmp_dir / f"{uid}{LOCK_SUFFIX}")
+            raise
         with self._lock:
             self._active[uid] = recorder
+            self._take_locks[uid] = lock_fd
         return recorder
 
     def _forget(self, uid: str) -> None:
+        """The take ended (saved, discarded or failed): drop it and release its lock file."""
         with self._lock:
             self._active.pop(uid, None)
+            lock_fd = self._take_locks.pop(uid, None)
+        if lock_fd is not None:
+            _release_lock(lock_fd, self.tmp_dir / f"{uid}{LOCK_SUFFIX}")
 
     def _insert(self, manifest: Mapping[str, Any], rel_path: str) -> int:
         with self._sf.begin() as session:
@@ -547,13 +577,16 @@ class EpisodeStore:
         Folders that do not look like ours (name not a uid) are left for ``check()`` to report.
         """
         report = RecoveryReport()
-        active = self.active_uids()
         for d in (self.episodes_dir, self.tmp_dir):
             d.mkdir(parents=True, exist_ok=True)
+        live = self.live_uids()  # takes another process is recording right now are left alone
         for entry in sorted(self.tmp_dir.iterdir()):
-            uid = entry.name.removesuffix(TRASH_SUFFIX)
-            if uid in active:
+            if entry.name.removesuffix(LOCK_SUFFIX).removesuffix(TRASH_SUFFIX) in live:
                 continue
+            if entry.name.endswith(LOCK_SUFFIX):  # the lock file of a dead take
+                entry.unlink(missing_ok=True)
+                continue
+            uid = entry.name.removesuffix(TRASH_SUFFIX)
             if entry.name.endswith(TRASH_SUFFIX) and _UID_RE.fullmatch(uid):
                 with self._sf.begin() as session:
                     gone = session.execute(delete(Episode).where(Episode.uid == uid)).rowcount
@@ -586,6 +619,32 @@ class EpisodeStore:
         from storage.checks import check_store
 
         return check_store(self, verify_checksums=verify_checksums)
+
+
+def _acquire_lock(path: Path) -> int:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a fresh uuid: nobody else can hold it
+    return fd
+
+
+def _release_lock(fd: int, path: Path) -> None:
+    path.unlink(missing_ok=True)  # unlink first, so recover() never sees the file unlocked while we own it
+    os.close(fd)
+
+
+def _lock_is_held(path: Path) -> bool:
+    """Whether another open file description holds an exclusive flock on ``path`` (its take is alive)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def _remove(path: Path) -> None:

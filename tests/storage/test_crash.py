@@ -124,3 +124,20 @@ def test_sigkill_at_a_random_moment_of_save(h, store: EpisodeStore, data_dir: Pa
     assert episodes[0].id == kept and len(episodes) in (1, 2)
     for e in episodes[1:]:
         assert e.length == 30 and restarted.read_frames(e.id, "wrist").shape == (30, 64, 64, 3)
+
+
+def test_recover_leaves_another_process_live_take_alone(h, store: EpisodeStore, data_dir: Path) -> None:
+    """A second process starting up (a CLI command while the server records) must not delete the live take."""
+    proc = start_writer(data_dir, h.db_url(data_dir), "record")
+    try:
+        wait_for(proc, "RECORDING")
+        other = EpisodeStore(data_dir, store._sf)
+        assert not other.recover().changed
+        live = sorted(p.name for p in other.tmp_dir.iterdir())
+        assert len(live) == 2 and live[1] == live[0] + ".lock"  # tmp/<uid>/ and tmp/<uid>.lock
+        assert other.check() == []  # a live take is not "stale"
+    finally:
+        kill(proc)
+    after = EpisodeStore(data_dir, store._sf).recover()
+    assert sorted(after.removed_temp) == [f"tmp/{live[0]}"]
+    assert list(store.tmp_dir.iterdir()) == [] and store.check() == []
