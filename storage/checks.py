@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 import pyarrow.parquet as pq
 from sqlalchemy import select
 
-from storage.episode_store import (
+from storage.episode_files import expected_files, rel_files, sha256_file
+from storage.episode_meta import (
     COL_ACTION,
     COL_FRAME_INDEX,
     COL_STATE,
@@ -17,15 +18,13 @@ from storage.episode_store import (
     MANIFEST_FILE,
     TABLE_FILE,
     TMP_DIR,
-    _rel_files,
-    expected_files,
-    sha256_file,
 )
 from storage.models import Dataset
 from storage.video import probe_video
 
 if TYPE_CHECKING:
-    from storage.episode_store import EpisodeInfo, EpisodeStore
+    from storage.episode_meta import EpisodeInfo
+    from storage.episode_store import EpisodeStore
 
 
 def _check_episode(store: EpisodeStore, info: EpisodeInfo, *, verify_checksums: bool) -> list[str]:
@@ -40,7 +39,7 @@ def _check_episode(store: EpisodeStore, info: EpisodeInfo, *, verify_checksums: 
     want = expected_files(info.cameras)
     if set(info.checksums) != want:
         problems.append(f"{where}: checksums list {sorted(info.checksums)}, expected {sorted(want)}")
-    present = set(_rel_files(root))
+    present = set(rel_files(root))
     for rel in sorted(set(info.checksums) | want):
         if rel not in present:
             problems.append(f"{where}: {rel} is missing")

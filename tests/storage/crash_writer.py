@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from storage import episode_store
+from storage import episode_recorder
 from storage.db import make_engine, make_session_factory
 from storage.episode_store import CameraSpec, EpisodeMeta, EpisodeStore
 
@@ -43,7 +43,7 @@ def main() -> None:
                 say(f"AT {name}")
                 time.sleep(3600)
 
-        episode_store._fault_point = fault_point
+        episode_recorder._fault_point = fault_point
 
     store = EpisodeStore(data_dir, make_session_factory(make_engine(url)))
     cams = [CameraSpec("front", 96, 96), CameraSpec("wrist", 64, 64)]

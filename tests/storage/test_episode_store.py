@@ -12,12 +12,9 @@ import pyarrow as pa
 import pytest
 from sqlalchemy import delete, func, select
 
-from storage.episode_store import (
-    MANIFEST_FILE,
-    CameraSpec,
-    EpisodeStore,
-    sha256_file,
-)
+from storage.episode_files import sha256_file
+from storage.episode_meta import MANIFEST_FILE
+from storage.episode_store import CameraSpec, EpisodeStore
 from storage.errors import EmptyEpisodeError, InvalidNameError, NotFoundError, RecorderClosedError, RecordingError
 from storage.models import Episode
 
