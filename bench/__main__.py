@@ -9,7 +9,7 @@ import sys
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-BENCHMARKS = ["bench.bench_sim", "bench.bench_recording"]
+BENCHMARKS = ["bench.bench_sim", "bench.bench_recording", "bench.bench_control"]
 
 
 def main() -> int:
