@@ -8,9 +8,9 @@ export MUJOCO_GL ?= egl
 setup:
 	@bash scripts/setup.sh
 
-# The dashboard (`run.py serve`) arrives with the teleop issue; until then `make run` sets up and shows the CLI.
+# The dashboard: web UI at http://$VLA_HOST:$VLA_PORT/ (default 127.0.0.1:7860), API docs at /docs.
 run: setup
-	$(PY) run.py --help
+	$(PY) run.py serve
 
 test: setup
 	$(PY) -m pytest -m "not slow" -q

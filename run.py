@@ -1,6 +1,7 @@
 #!/usr/bin/env python
-"""VLA Dashboard command line: builds the one Settings object and wires storage, backend and (later) the web app.
+"""VLA Dashboard command line: builds the one Settings object and wires storage, backend and the web app.
 
+    python run.py serve                     # the dashboard at http://VLA_HOST:VLA_PORT/ (API docs at /docs)
     python run.py demos --task pick --colour red --episodes 10 --dataset pick_red
     python run.py export pick_red --format lerobot-v3 --out exports/pick_red
     python run.py import exports/pick_red --dataset pick_red_copy
@@ -44,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--dataset", required=True, help="name of the dataset to import into")
 
     commands.add_parser("check-store", help="verify every episode's files and checksums; exit 1 on any problem")
+
+    serve = commands.add_parser("serve", help="start the dashboard (web UI, REST API, teleop WebSocket) on the sim")
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser
 
 
@@ -140,6 +144,27 @@ def cmd_check_store(args, settings: Settings, store) -> int:
     return 0
 
 
+def cmd_serve(args, settings: Settings, store) -> int:
+    """One FastAPI app (Gradio UI at /, REST under /api, docs at /docs, /ws/teleop, /static) around the sim robot."""
+    import uvicorn
+
+    from backend.control import RobotSession
+    from backend.sim import SimConfig, SimRobot
+    from webapp import create_app
+
+    robot = SimRobot(SimConfig(image_size=settings.image_size, control_hz=settings.control_hz))
+    session = RobotSession(robot, store, control_hz=settings.control_hz)
+    app = create_app(settings, session=session, store=store)  # its lifespan starts and stops the control loop
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    print(f"VLA Dashboard: http://{host}:{settings.port}/  (API docs: /docs, data: {settings.data_dir})", flush=True)
+    try:
+        # Messages above 1 MiB close the socket; /ws/teleop itself rejects anything above 4 KiB with an error reply.
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, ws_max_size=2**20)
+    finally:
+        robot.close()
+    return 0
+
+
 class _progress_bar:
     """A tqdm bar fed by a `progress(done, total)` callback, as export/import report it."""
 
@@ -160,7 +185,13 @@ class _progress_bar:
         self._bar.close()
 
 
-COMMANDS = {"demos": cmd_demos, "export": cmd_export, "import": cmd_import, "check-store": cmd_check_store}
+COMMANDS = {
+    "demos": cmd_demos,
+    "export": cmd_export,
+    "import": cmd_import,
+    "check-store": cmd_check_store,
+    "serve": cmd_serve,
+}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -9,7 +9,7 @@ import sys
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-BENCHMARKS = ["bench.bench_sim", "bench.bench_recording", "bench.bench_control"]
+BENCHMARKS = ["bench.bench_sim", "bench.bench_recording", "bench.bench_control", "bench.bench_browser"]
 
 
 def main() -> int:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the project needs on a fresh Debian machine; safe to run again (it skips what is done).
-#   1. Debian packages for headless MuJoCo rendering (EGL/Mesa) when missing, and PostgreSQL (for its tests)
-#      when no initdb is found.
+#   1. Debian packages for headless MuJoCo rendering (EGL/Mesa) and chromium (browser tests) when missing, and
+#      PostgreSQL (for its tests) when no initdb is found.
 #   2. .venv with torch==2.13.0 (the local CPU wheel) first, then the project and its dev extras under
 #      constraints.txt so nothing can pull another torch build or torchvision.
 #   3. LeRobot (tests only: its own loader checks our exports) without its dependencies, because it pins an
@@ -11,7 +11,8 @@ cd "$(dirname "$0")/.."
 
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
-APT_PACKAGES=(libegl1 libegl-mesa0 libgl1-mesa-dri libosmesa6)
+# chromium: the browser tests (tests/e2e) and bench/bench_browser.py drive it through Python playwright.
+APT_PACKAGES=(libegl1 libegl-mesa0 libgl1-mesa-dri libosmesa6 chromium)
 # tests/storage/test_postgres.py starts a throwaway PostgreSQL server; any installed initdb will do.
 if ! command -v initdb >/dev/null 2>&1 && ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
   APT_PACKAGES+=(postgresql)

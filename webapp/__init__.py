@@ -1,1 +1,5 @@
-"""FastAPI app, routers, WebSockets and the Gradio UI (arrives with the teleop issue)."""
+"""FastAPI app, routers, WebSockets and the Gradio UI: `create_app(settings, session=..., store=...)`."""
+
+from webapp.app import create_app
+
+__all__ = ["create_app"]

@@ -1,0 +1,48 @@
+"""The app factory: REST API under /api (OpenAPI at /docs), /ws/teleop, /static, and the Gradio UI at /."""
+
+from __future__ import annotations
+
+import os
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from backend.settings import Settings
+from webapp.routers import api_router
+from webapp.ws import router as ws_router
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+
+
+def create_app(settings: Settings, *, session, store, ui: bool = True) -> FastAPI:
+    """Build the app around one robot session and one episode store.
+
+    The session's loop runs for the app's lifetime (started and stopped by the lifespan). `ui=False` leaves out
+    the Gradio UI (API tests). Routes are registered before Gradio is mounted at "/", which would shadow them.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        session.start()
+        try:
+            yield
+        finally:
+            session.stop()
+
+    app = FastAPI(title="VLA Dashboard", version="0.1.0", lifespan=lifespan)
+    app.state.settings, app.state.session, app.state.store = settings, session, store
+    app.include_router(api_router)
+    app.include_router(ws_router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    if ui:
+        os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home: the dashboard runs offline
+        import gradio as gr
+
+        from webapp.ui import build_ui, head_html, theme
+
+        gr.mount_gradio_app(
+            app, build_ui(store=store), path="/", head=head_html(STATIC_DIR), theme=theme(), footer_links=["api"]
+        )
+    return app

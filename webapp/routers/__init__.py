@@ -1,0 +1,9 @@
+"""The REST API: one router per resource, collected here and mounted under /api."""
+
+from fastapi import APIRouter
+
+from webapp.routers import episodes, robot
+
+api_router = APIRouter(prefix="/api")
+api_router.include_router(robot.router)
+api_router.include_router(episodes.router)

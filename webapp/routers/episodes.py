@@ -1,0 +1,106 @@
+"""/api/episodes: recorded episodes, newest first, with a JPEG thumbnail and one MP4 per camera."""
+
+from __future__ import annotations
+
+import io
+from functools import lru_cache
+from pathlib import Path
+
+import av
+from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi.responses import FileResponse
+
+from webapp.deps import StoreDep
+from webapp.schemas import EpisodePublic, EpisodesPublic
+
+router = APIRouter(prefix="/episodes", tags=["episodes"])
+
+THUMBNAIL_WIDTH = 160
+
+
+def to_public(info) -> EpisodePublic:
+    cameras = [c.name for c in info.cameras]
+    base = f"/api/episodes/{info.id}"
+    return EpisodePublic(
+        id=info.id,
+        uid=info.uid,
+        dataset=info.dataset,
+        task=info.task,
+        instruction=info.instruction,
+        source=info.source,
+        operator=info.operator,
+        seed=info.seed,
+        fps=info.fps,
+        length=info.length,
+        duration_s=round(info.duration, 3),
+        cameras=cameras,
+        auto_success=info.auto_success,
+        human_success=info.human_success,
+        created_at=info.created_at,
+        thumbnail_url=f"{base}/thumbnail.jpg",
+        video_urls={c: f"{base}/video/{c}.mp4" for c in cameras},
+    )
+
+
+def _episode(store, episode_id: int):
+    try:
+        return store.get_episode(episode_id)
+    except LookupError as error:
+        raise HTTPException(404, str(error)) from error
+
+
+@router.get("")
+def list_episodes(
+    store: StoreDep,
+    offset: int = Query(0, ge=0),
+    limit: int = Query(50, ge=1, le=500),
+    dataset: str | None = None,
+    source: str | None = None,
+) -> EpisodesPublic:
+    """Newest first; `count` is the total before paging."""
+    try:
+        infos = store.list_episodes(dataset)
+    except LookupError:
+        infos = []
+    if source is not None:
+        infos = [i for i in infos if i.source == source]
+    infos.sort(key=lambda i: (i.created_at, i.id), reverse=True)
+    return EpisodesPublic(data=[to_public(i) for i in infos[offset : offset + limit]], count=len(infos))
+
+
+@router.get("/{episode_id}")
+def get_episode(episode_id: int, store: StoreDep) -> EpisodePublic:
+    return to_public(_episode(store, episode_id))
+
+
+def _video_path(store, episode_id: int, camera: str | None) -> Path:
+    info = _episode(store, episode_id)
+    videos = store.episode_files(info.id).videos
+    camera = camera or next(iter(videos))
+    if camera not in videos:
+        raise HTTPException(404, f"episode {episode_id} has no camera {camera!r}; it has {sorted(videos)}")
+    return videos[camera]
+
+
+@lru_cache(maxsize=256)
+def _thumbnail(path: str) -> bytes:
+    """The first frame, THUMBNAIL_WIDTH wide, as JPEG (episodes never change once saved, so cached by path)."""
+    with av.open(path) as container:
+        frame = next(container.decode(video=0))
+    image = frame.to_image()
+    image.thumbnail((THUMBNAIL_WIDTH, THUMBNAIL_WIDTH * 4))
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, format="JPEG", quality=80)
+    return buf.getvalue()
+
+
+@router.get("/{episode_id}/thumbnail.jpg", response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
+def thumbnail(episode_id: int, store: StoreDep, camera: str | None = None) -> Response:
+    path = _video_path(store, episode_id, camera)
+    return Response(_thumbnail(str(path)), media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
+
+
+@router.get("/{episode_id}/video/{camera}.mp4", response_class=FileResponse)
+def video(episode_id: int, camera: str, store: StoreDep) -> FileResponse:
+    """The camera's H.264 MP4; Range requests are honoured (browsers seek with them)."""
+    return FileResponse(_video_path(store, episode_id, camera), media_type="video/mp4")

@@ -1,0 +1,109 @@
+"""The Gradio UI builder: a "Teleop" tab hosting the JS console (static/teleop.js over /ws/teleop) and an
+"Episodes" tab listing recorded episodes newest first with a thumbnail and playable videos."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import gradio as gr
+
+from webapp.routers.episodes import to_public
+
+EPISODES_SHOWN = 50
+
+
+def theme() -> gr.themes.Base:
+    """The default theme with system fonts: the stock one fetches Google Fonts, and the dashboard runs offline."""
+    sans = ["ui-sans-serif", "system-ui", "sans-serif"]
+    return gr.themes.Default(font=sans, font_mono=["ui-monospace", "monospace"])
+
+
+def head_html(static_dir: Path) -> str:
+    """<head> additions: the console's CSS and JS, versioned by modification time so a reload picks up edits."""
+
+    def version(name: str) -> int:
+        return int((static_dir / name).stat().st_mtime)
+
+    return (
+        f'<link rel="stylesheet" href="/static/teleop.css?v={version("teleop.css")}">'
+        f'<script src="/static/teleop.js?v={version("teleop.js")}" defer></script>'
+    )
+
+
+def _success(value: bool | None) -> str:
+    return {
+        True: '<span style="color:#2e7d32">✓ yes</span>',
+        False: '<span style="color:#c62828">✗ no</span>',
+        None: "—",
+    }[value]
+
+
+def episodes_html(store, limit: int = EPISODES_SHOWN) -> str:
+    infos = sorted(store.list_episodes(), key=lambda i: (i.created_at, i.id), reverse=True)
+    if not infos:
+        return '<p class="vla-empty">No episodes yet: record one in the Teleop tab.</p>'
+    rows = []
+    for ep in map(to_public, infos[:limit]):
+        e = {k: html.escape(str(v)) for k, v in ep.model_dump().items() if not isinstance(v, dict | list)}
+        cams = " ".join(f'<a href="{u}" target="_blank">{html.escape(c)}</a>' for c, u in ep.video_urls.items())
+        first = next(iter(ep.video_urls.values()), "")
+        rows.append(
+            f'<tr data-episode-id="{ep.id}"><td><img class="vla-thumb" src="{ep.thumbnail_url}" alt="episode {ep.id}"'
+            f' loading="lazy"></td><td>{ep.id}</td><td>{ep.created_at:%Y-%m-%d %H:%M:%S}</td><td>{e["dataset"]}</td>'
+            f"<td>{e['task']}</td><td>{e['instruction']}</td><td>{e['source']}</td><td>{e['operator']}</td>"
+            f"<td>{ep.duration_s:.1f} s</td><td>{_success(ep.human_success)}</td><td>{_success(ep.auto_success)}</td>"
+            f'<td><video class="vla-video" controls preload="none" poster="{ep.thumbnail_url}" src="{first}"></video>'
+            f"<div>{cams}</div></td></tr>"
+        )
+    head = "".join(
+        f"<th>{h}</th>"
+        for h in (
+            "",
+            "id",
+            "recorded",
+            "dataset",
+            "task",
+            "instruction",
+            "source",
+            "operator",
+            "length",
+            "success (operator)",
+            "success (sim)",
+            "video",
+        )
+    )
+    more = f"<p>{len(infos)} episodes; the newest {limit} are shown.</p>" if len(infos) > limit else ""
+    return f'<table class="vla-episodes"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>{more}'
+
+
+def _signature(store) -> tuple[int, int]:
+    infos = store.list_episodes()
+    return (len(infos), max((i.id for i in infos), default=0))
+
+
+def build_ui(*, store) -> gr.Blocks:
+    with gr.Blocks(title="VLA Dashboard") as demo:
+        gr.Markdown("## VLA Dashboard")
+        with gr.Tabs():
+            with gr.Tab("Teleop", id="teleop"):
+                # static/teleop.js finds this element and builds the console inside it (keymap, cameras, HUD).
+                gr.HTML('<div id="vla-teleop">Loading the teleop console…</div>', js_on_load=None, padding=False)
+            with gr.Tab("Episodes", id="episodes") as episodes_tab:
+                refresh = gr.Button("Refresh", size="sm")
+                table = gr.HTML(lambda: episodes_html(store), js_on_load=None)
+                seen = gr.State(None)
+                timer = gr.Timer(3.0)
+
+        def refresh_table():
+            return episodes_html(store), _signature(store)
+
+        def refresh_if_changed(last):
+            # Re-rendering the table would stop a playing video: only do it when an episode was added or removed.
+            sig = _signature(store)
+            return (gr.skip(), gr.skip()) if sig == last else (episodes_html(store), sig)
+
+        refresh.click(refresh_table, outputs=[table, seen])
+        episodes_tab.select(refresh_table, outputs=[table, seen])
+        timer.tick(refresh_if_changed, inputs=[seen], outputs=[table, seen])
+    return demo

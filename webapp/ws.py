@@ -1,0 +1,274 @@
+"""/ws/teleop: the 30 Hz teleop socket (live frames out, operator commands in).
+
+Client -> server: JSON text messages, at most 4 KiB, validated strictly (unknown fields, wrong types, NaN/inf
+and out-of-range values are rejected):
+
+    {"type": "hello", "operator": "alice", "control": true}   identify; control=true also asks for the lease
+    {"type": "acquire"}                                        ask for the lease (after hello)
+    {"type": "release"}                                        give the lease back (others may take it)
+    {"type": "cmd", "seq": 17, "vx": 0.0, "vy": 0.5, "vz": 0.0, "yaw": 0.0, "gripper": 1.0, "speed": 0.6}
+        end-effector velocity per axis in [-1, 1], gripper target 0 open..1 closed, speed scale in (0, 1];
+        seq is the client's monotonic counter. The controller sends one every tick (~30 Hz) even when idle:
+        the loop holds the arm still when commands stop for more than 200 ms or the socket closes.
+    {"type": "ping", "t": 1234.5}                              echoed back as pong
+
+Server -> client, text (JSON):
+
+    {"type": "welcome", "client_id": "...", "cameras": ["front", "wrist"]}
+    {"type": "lease", "granted": bool, "holder": "alice" | null, "detail": "..."}
+    {"type": "pong", "t": 1234.5}
+    {"type": "error", "detail": "..."}        the message was rejected; socket and loop carry on
+
+Server -> client, binary: one message per frame,
+
+    [u32 big-endian N][N bytes UTF-8 JSON header][JPEG bytes of each camera, concatenated in header order]
+    header = {"tick", "time", "last_command_seq", "state", "status", "cameras": [[name, byte_length], ...]}
+
+Why binary rather than JSON + base64: base64 adds a third to every JPEG and costs an encode per viewer on the
+server and a decode on the browser at 30 Hz; here the packed message is built once per tick and shared by every
+viewer, and the browser hands the JPEG slices straight to createImageBitmap as Blobs. The browser measures
+command-to-frame latency itself: it notes performance.now() when it sends seq N and closes the round trip when
+a frame arrives with last_command_seq >= N (the seq the loop had applied before rendering that frame).
+
+Each socket runs a sender task (latest-frame-only through session.subscribe(): a slow socket skips frames, the
+loop never waits) and a receiver (this coroutine). A socket that sends more than 20 bad messages, or more than
+300 messages, in one second is closed with 1008 (policy violation). On close the lease is released, so the arm
+holds still.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import struct
+import time
+import uuid
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from webapp.control import LeaseHeldError, NotControllerError, SubscriptionClosed, TeleopCommand
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+MAX_MESSAGE_BYTES = 4096
+MAX_ERRORS_PER_S = 20
+MAX_MESSAGES_PER_S = 300
+POLICY_VIOLATION = 1008
+
+
+class _Msg(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+
+
+Axis = Annotated[float, Field(ge=-1.0, le=1.0)]
+
+
+class Hello(_Msg):
+    type: Literal["hello"]
+    operator: str = Field(min_length=1, max_length=64, pattern=r"^[\w .@+-]+$")
+    control: bool = False
+
+
+class Acquire(_Msg):
+    type: Literal["acquire"]
+
+
+class Release(_Msg):
+    type: Literal["release"]
+
+
+class Cmd(_Msg):
+    type: Literal["cmd"]
+    seq: int = Field(ge=0, le=2**53)
+    vx: Axis = 0.0
+    vy: Axis = 0.0
+    vz: Axis = 0.0
+    yaw: Axis = 0.0
+    gripper: float = Field(default=0.0, ge=0.0, le=1.0)
+    speed: float = Field(default=1.0, gt=0.0, le=1.0)
+
+
+class Ping(_Msg):
+    type: Literal["ping"]
+    t: float
+
+
+ClientMessage = TypeAdapter(Annotated[Hello | Acquire | Release | Cmd | Ping, Field(discriminator="type")])
+
+
+def parse_message(text: str) -> Hello | Acquire | Release | Cmd | Ping:
+    """Validate one client message; raises ValueError with a short reason."""
+    if len(text) > MAX_MESSAGE_BYTES or len(text.encode()) > MAX_MESSAGE_BYTES:
+        raise ValueError(f"message larger than {MAX_MESSAGE_BYTES} bytes")
+    try:
+        return ClientMessage.validate_json(text)
+    except ValidationError as error:
+        first = error.errors(include_url=False, include_input=False)[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ValueError(f"{where}: {first['msg']}" if where else first["msg"]) from None
+
+
+def _finite(values: list[float]) -> list[float | None]:
+    return [v if math.isfinite(v) else None for v in values]
+
+
+_packed: tuple[Any, bytes] | None = None  # (frame, message): every viewer of a tick shares one packed message
+
+
+def pack_frame(frame) -> bytes:
+    """[u32 header length][JSON header][JPEGs] (see the module docstring); built once per frame."""
+    global _packed
+    cached = _packed
+    if cached is not None and cached[0] is frame:
+        return cached[1]
+    header = {
+        "tick": frame.tick,
+        "time": frame.time,
+        "last_command_seq": frame.last_command_seq,
+        "state": _finite([float(v) for v in frame.state]),
+        "status": frame.status,
+        "cameras": [[name, len(data)] for name, data in frame.jpeg.items()],
+    }
+    head = json.dumps(header, separators=(",", ":"), default=str).encode()
+    message = b"".join([struct.pack(">I", len(head)), head, *frame.jpeg.values()])
+    _packed = (frame, message)
+    return message
+
+
+def unpack_frame(message: bytes) -> tuple[dict, dict[str, bytes]]:
+    """The inverse of pack_frame (tests and benchmarks)."""
+    (n,) = struct.unpack_from(">I", message)
+    header = json.loads(message[4 : 4 + n])
+    images, at = {}, 4 + n
+    for name, length in header["cameras"]:
+        images[name] = message[at : at + length]
+        at += length
+    return header, images
+
+
+class _Connection:
+    def __init__(self, ws: WebSocket, session) -> None:
+        self.ws, self.session = ws, session
+        self.client_id = uuid.uuid4().hex
+        self.operator: str | None = None
+        self.send_lock = asyncio.Lock()
+        self._errors: list[float] = []
+        self._messages: list[float] = []
+
+    async def send_json(self, payload: dict) -> None:
+        async with self.send_lock:
+            await self.ws.send_text(json.dumps(payload))
+
+    def _over(self, stamps: list[float], limit: int) -> bool:
+        now = time.monotonic()
+        stamps.append(now)
+        while stamps and stamps[0] < now - 1.0:
+            stamps.pop(0)
+        return len(stamps) > limit
+
+    async def reject(self, detail: str) -> bool:
+        """Reply with an error; True when the client has crossed the abuse limit and was closed."""
+        if self._over(self._errors, MAX_ERRORS_PER_S):
+            log.warning("ws %s: too many bad messages, closing", self.client_id)
+            await self.ws.close(code=POLICY_VIOLATION, reason="too many bad messages")
+            return True
+        await self.send_json({"type": "error", "detail": detail})
+        return False
+
+    async def send_frames(self) -> None:
+        sub = self.session.subscribe()
+        try:
+            while True:
+                frame = await sub.next()
+                data = pack_frame(frame)
+                async with self.send_lock:
+                    await self.ws.send_bytes(data)
+        except (WebSocketDisconnect, SubscriptionClosed, RuntimeError, OSError):
+            pass  # the socket went away; the receiver sees the disconnect and cleans up
+        finally:
+            sub.close()
+
+    def _holder(self) -> str | None:
+        return self.session.status().get("controller")
+
+    async def acquire(self) -> None:
+        try:
+            self.session.acquire_lease(self.client_id, self.operator)
+        except LeaseHeldError as error:
+            await self.send_json({"type": "lease", "granted": False, "holder": self._holder(), "detail": str(error)})
+            return
+        # Taking control means driving: switch to the teleop source (it may wait up to one tick, so off the loop).
+        await asyncio.to_thread(self.session.set_source, "teleop")
+        await self.send_json({"type": "lease", "granted": True, "holder": self.operator, "detail": "you control"})
+
+    async def handle(self, msg) -> None:
+        if isinstance(msg, Cmd):
+            command = TeleopCommand(
+                seq=msg.seq, vx=msg.vx, vy=msg.vy, vz=msg.vz, yaw_rate=msg.yaw, gripper=msg.gripper, speed=msg.speed
+            )
+            try:
+                self.session.command(self.client_id, command)
+            except NotControllerError as error:
+                await self.send_json(
+                    {"type": "lease", "granted": False, "holder": self._holder(), "detail": str(error)}
+                )
+            except ValueError as error:
+                await self.reject(str(error))
+        elif isinstance(msg, Ping):
+            await self.send_json({"type": "pong", "t": msg.t})
+        elif isinstance(msg, Hello):
+            self.operator = msg.operator
+            await self.send_json(
+                {"type": "welcome", "client_id": self.client_id, "cameras": list(self.session.camera_names)}
+            )
+            if msg.control:
+                await self.acquire()
+        elif isinstance(msg, Acquire):
+            if self.operator is None:
+                await self.reject("say hello (with your operator name) before asking for control")
+            else:
+                await self.acquire()
+        elif isinstance(msg, Release):
+            self.session.release_lease(self.client_id)
+            await self.send_json({"type": "lease", "granted": False, "holder": self._holder(), "detail": "released"})
+
+    async def receive(self) -> None:
+        while True:
+            message = await self.ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            if self._over(self._messages, MAX_MESSAGES_PER_S):
+                await self.ws.close(code=POLICY_VIOLATION, reason="too many messages")
+                return
+            text = message.get("text")
+            if text is None:
+                if await self.reject("binary messages are not accepted; send JSON text"):
+                    return
+                continue
+            try:
+                msg = parse_message(text)
+            except ValueError as error:
+                if await self.reject(str(error)):
+                    return
+                continue
+            await self.handle(msg)
+
+
+@router.websocket("/ws/teleop")
+async def teleop_socket(ws: WebSocket) -> None:
+    session = ws.app.state.session
+    await ws.accept()
+    conn = _Connection(ws, session)
+    sender = asyncio.create_task(conn.send_frames())
+    try:
+        await conn.receive()
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    finally:
+        sender.cancel()
+        session.release_lease(conn.client_id)  # the arm holds still from here on
