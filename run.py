@@ -6,6 +6,8 @@
     python run.py export pick_red --format lerobot-v3 --out exports/pick_red
     python run.py import exports/pick_red --dataset pick_red_copy
     python run.py check-store
+    python run.py train --dataset pick150 --out models/pick150 --minutes 15
+    python run.py eval --model models/pick150 --task pick --colour red --episodes 20 --seed-base 100000
 
 Settings come from the environment (prefix VLA_, e.g. VLA_DATA_DIR, VLA_DATABASE_URL); see backend/settings.py.
 """
@@ -46,9 +48,61 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("check-store", help="verify every episode's files and checksums; exit 1 on any problem")
 
+    train = commands.add_parser("train", help="train the policy on a dataset by behavioural cloning")
+    train.add_argument("--dataset", required=True, help="dataset name in the store")
+    train.add_argument("--out", required=True, type=Path, help="output folder (model, checkpoints, metrics.jsonl)")
+    budget = train.add_mutually_exclusive_group()
+    budget.add_argument("--minutes", type=_positive_float, help="wall-clock training budget (stops and saves)")
+    budget.add_argument("--steps", type=_positive_int, help="optimizer steps (default 2000)")
+    train.add_argument("--policy", default="vla_tiny", help="registered policy name (default vla_tiny)")
+    train.add_argument("--batch-size", type=_positive_int, default=32)
+    train.add_argument("--lr", type=_positive_float, default=3e-4)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--image-size", type=_positive_int, help="policy image size (default: the policy's)")
+    train.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints (0: end only)")
+    train.add_argument("--no-resume", action="store_true", help="fail instead of resuming from out/checkpoints")
+    train.add_argument("--threads", type=_positive_int, help="torch threads (default: every core)")
+    train.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="policy config override (JSON value)"
+    )
+
+    ev = commands.add_parser("eval", help="closed-loop rollouts of a trained policy in the sim")
+    ev.add_argument("--model", required=True, type=Path, help="trained model folder (from `train`)")
+    ev.add_argument("--task", default="pick", help="registered task name")
+    ev.add_argument("--colour", "--color", default="red", help="cube colour (red, green, blue)")
+    ev.add_argument("--episodes", type=_positive_int, default=10)
+    ev.add_argument("--seed-base", type=int, default=100_000, help="episode i uses seed seed-base + i")
+    ev.add_argument("--max-steps", type=_positive_int, help="steps per episode (default: the sim's 300)")
+    ev.add_argument("--image-size", type=_positive_int, help="render size (default: the policy's image size)")
+    ev.add_argument("--paraphrase", action="store_true", help="a random instruction template per episode")
+    ev.add_argument("--video-dir", type=Path, help="write one MP4 per episode with attention overlays")
+    ev.add_argument("--json-out", type=Path, help="also write the JSON report to this file")
+
     serve = commands.add_parser("serve", help="start the dashboard (web UI, REST API, teleop WebSocket) on the sim")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser
+
+
+def _positive_float(text: str) -> float:
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,6 +198,99 @@ def cmd_check_store(args, settings: Settings, store) -> int:
     return 0
 
 
+def paraphrase_table() -> dict[str, list[str]]:
+    """{instruction: [every template of the same task and colour]} from the sim's registered tasks."""
+    from backend.sim import COLOURS, list_tasks, make_task
+    from vla_core.train import build_paraphrase_table
+
+    return build_paraphrase_table(
+        {
+            (name, colour): [t.format(colour=colour) for t in make_task(name, colour).instruction_templates]
+            for name in list_tasks()
+            for colour in COLOURS
+        }
+    )
+
+
+def _parse_overrides(items: list[str]) -> dict:
+    import json
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def cmd_train(args, settings: Settings, store) -> int:
+    from vla_core.train import TrainConfig, train
+
+    overrides = _parse_overrides(args.set)
+    if args.image_size:
+        overrides["image_size"] = args.image_size
+    cfg = TrainConfig(
+        dataset=args.dataset,
+        out_dir=args.out,
+        policy=args.policy,
+        policy_overrides=overrides,
+        steps=args.steps,
+        minutes=args.minutes,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        checkpoint_every=args.checkpoint_every,
+        resume=not args.no_resume,
+        num_threads=args.threads,
+    )
+    ref = train(cfg, store=store, paraphrases=paraphrase_table())
+    m = ref.metrics
+    val = f"{m['final_val_loss']:.4f}" if m["final_val_loss"] is not None else "n/a"
+    print(
+        f"trained {ref.step} steps in {m['wall_time_s'] / 60:.1f} min (stopped by {m['stopped_by']}): "
+        f"loss {m['final_loss']:.4f}, val loss {val}; model saved to {ref.path}"
+    )
+    return 0
+
+
+def cmd_eval(args, settings: Settings, store) -> int:
+    import json
+
+    from backend.services.evaluation import EvalConfig, evaluate_policy, load_policy, write_report
+
+    cfg = EvalConfig(
+        task=args.task,
+        colour=args.colour,
+        episodes=args.episodes,
+        seed_base=args.seed_base,
+        max_steps=args.max_steps,
+        image_size=args.image_size,
+        paraphrase=args.paraphrase,
+        video_dir=args.video_dir,
+    )
+    cfg.validate()  # bad task/colour fail before the model loads
+    policy = load_policy(args.model)
+
+    def on_episode(r) -> None:
+        print(f"seed {r.seed}: {'success' if r.success else 'failure'} in {r.steps} steps", file=sys.stderr)
+
+    report = evaluate_policy(policy, cfg, on_episode=on_episode, model_dir=args.model)
+    low, high = report["wilson_95"]
+    print(
+        f"{args.task} {args.colour}: {report['successes']}/{report['episodes']} = {report['success_rate']:.0%} "
+        f"(95% CI {low:.0%}-{high:.0%})",
+        file=sys.stderr,
+    )
+    if args.json_out:
+        write_report(report, args.json_out)
+    print(json.dumps(report, indent=2, default=float))
+    return 0
+
+
 def cmd_serve(args, settings: Settings, store) -> int:
     """One FastAPI app (Gradio UI at /, REST under /api, docs at /docs, /ws/teleop, /static) around the sim robot."""
     import uvicorn
@@ -191,6 +338,8 @@ COMMANDS = {
     "import": cmd_import,
     "check-store": cmd_check_store,
     "serve": cmd_serve,
+    "train": cmd_train,
+    "eval": cmd_eval,
 }
 
 if __name__ == "__main__":

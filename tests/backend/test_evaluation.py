@@ -1,0 +1,158 @@
+"""Closed-loop evaluation: cube projection, grounding hits, rollouts with a scripted 'policy', the eval CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from backend.services.evaluation import EvalConfig, attention_peak_hit, evaluate_policy
+from backend.sim import SimConfig, SimRobot, make_expert, make_task
+from backend.sim.projection import cube_bbox
+from storage.video import read_video
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def colour_mask(img: np.ndarray, channel: int) -> np.ndarray:
+    x = img.astype(int)
+    others = [c for c in range(3) if c != channel]
+    return (x[..., channel] > 1.6 * x[..., others[0]] + 20) & (x[..., channel] > 1.6 * x[..., others[1]] + 20)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_cube_bbox_encloses_the_rendered_cube(camera_robot, seed):
+    obs = camera_robot.reset(seed, make_task("pick", "green"))
+    for colour, channel in (("green", 1), ("blue", 2)):
+        ys, xs = np.nonzero(colour_mask(obs.images["front"], channel))
+        x0, y0, x1, y1 = cube_bbox(camera_robot, colour, "front")
+        assert len(xs) > 5
+        # The projected box of the 8 corners contains every pixel of the cube, and is not much larger.
+        assert x0 - 1 <= xs.min() and xs.max() + 1 <= x1 + 1 and y0 - 1 <= ys.min() and ys.max() + 1 <= y1 + 1
+        assert (x1 - x0) <= (xs.max() - xs.min() + 1) + 3 and (y1 - y0) <= (ys.max() - ys.min() + 1) + 3
+
+
+def test_attention_peak_hit_uses_the_peak_cell():
+    heat = np.zeros((4, 4))
+    heat[1, 2] = 1.0  # cell x in [32, 48), y in [16, 32) of a 64 px image
+    assert attention_peak_hit(heat, (40, 20, 44, 24), (64, 64))
+    assert attention_peak_hit(heat, (46, 30, 52, 36), (64, 64))  # overlaps a corner of the cell
+    assert not attention_peak_hit(heat, (0, 0, 10, 10), (64, 64))
+
+
+class ExpertPolicy:
+    """A 'policy' that replays the scripted expert on the robot and attends exactly to the instructed cube:
+    the evaluation loop must then report every episode a success and every grounding frame a hit."""
+
+    def __init__(self, robot: SimRobot, colour: str):
+        self.robot = robot
+        self.expert = make_expert(make_task("pick", colour))
+        self.colour = colour
+        self.config = SimpleNamespace(cameras=("front", "wrist"), image_size=48, uncertainty_threshold=0.5)
+        self.last_output = None
+
+    def reset(self) -> None:
+        self.expert.reset(self.robot)
+
+    def select_action(self, obs, instruction):
+        assert obs["observation.images.front"].shape == (48, 48, 3) and obs["observation.state"].shape == (7,)
+        assert instruction == f"pick up the {self.colour} cube"
+        heat = np.zeros((6, 6), np.float32)
+        bbox = cube_bbox(self.robot, self.colour)
+        if bbox is not None:
+            cx, cy = (bbox[0] + bbox[2]) / 2, (bbox[1] + bbox[3]) / 2
+            heat[int(cy // 8), int(cx // 8)] = 1.0
+        self.last_output = SimpleNamespace(uncertainty=np.array([0.1]), attention={"front": heat[None]})
+        return self.expert.act(self.robot)
+
+
+def test_rollouts_with_the_expert_succeed_and_ground(tmp_path):
+    robot = SimRobot(SimConfig(image_size=48))
+    try:
+        policy = ExpertPolicy(robot, "blue")
+        cfg = EvalConfig(task="pick", colour="blue", episodes=2, seed_base=100_000, video_dir=tmp_path / "videos")
+        report = evaluate_policy(policy, cfg, robot=robot)
+    finally:
+        robot.close()
+    assert report["successes"] == 2 and report["success_rate"] == 1.0
+    low, high = report["wilson_95"]
+    assert 0.3 < low < 1.0 and high == 1.0
+    assert report["grounding_rate"] == 1.0 and report["grounding_frames"] > 50
+    assert report["share_predictions_above_threshold"] == 0.0
+    ep = report["per_episode"][0]
+    assert ep["seed"] == 100_000 and ep["colour"] == "blue" and ep["success"] and 20 < ep["steps"] < 300
+    assert ep["mean_uncertainty"] == pytest.approx(0.1) and ep["max_uncertainty"] == pytest.approx(0.1)
+    json.dumps(report, allow_nan=False)  # strict JSON
+    frames = read_video(Path(ep["video"]))
+    assert frames.shape[0] >= ep["steps"] and frames.shape[2] == 2 * 48 * 2  # front | wrist, upscaled x2
+
+
+def test_failures_are_counted_and_bad_requests_rejected():
+    class Still(ExpertPolicy):
+        def select_action(self, obs, instruction):
+            super().select_action(obs, instruction)
+            self.last_output.uncertainty = np.array([0.9])
+            return np.append(self.robot.home_qpos, 0.0)  # never moves
+
+    robot = SimRobot(SimConfig(image_size=48))
+    try:
+        report = evaluate_policy(Still(robot, "red"), EvalConfig(colour="red", episodes=1, max_steps=5), robot=robot)
+    finally:
+        robot.close()
+    assert report["successes"] == 0 and report["per_episode"][0]["steps"] == 5
+    assert report["wilson_95"][0] == 0.0 and report["share_predictions_above_threshold"] == 1.0
+    for bad in (dict(colour="purple"), dict(task="fly"), dict(episodes=0)):
+        with pytest.raises(ValueError):
+            EvalConfig(**bad).validate()
+
+
+def _cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "VLA_DATA_DIR": str(data_dir), "MUJOCO_GL": "egl", "VLA_IMAGE_SIZE": "64"}
+    env.pop("VLA_DATABASE_URL", None)
+    return subprocess.run(
+        [sys.executable, "run.py", *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_eval_cli_bad_input(tmp_path):
+    missing = _cli(tmp_path / "data", "eval", "--model", str(tmp_path / "nope"), "--episodes", "1")
+    assert missing.returncode == 2 and "not a saved model" in missing.stderr
+    colour = _cli(tmp_path / "data", "eval", "--model", str(tmp_path), "--colour", "purple")
+    assert colour.returncode == 2 and "unknown colour 'purple'" in colour.stderr
+    episodes = _cli(tmp_path / "data", "eval", "--model", str(tmp_path), "--episodes", "0")
+    assert episodes.returncode == 2 and "--episodes: must be a positive integer" in episodes.stderr
+
+
+def test_train_then_eval_cli_end_to_end(tmp_path):
+    """demos -> train (a few steps of a tiny vla_tiny) -> eval of 2 short episodes: valid JSON on stdout and file."""
+    data = tmp_path / "data"
+    demos = _cli(data, "demos", "--task", "pick", "--colour", "green", "--episodes", "2", "--dataset", "d")
+    assert demos.returncode == 0, demos.stderr
+    tiny = ["--set", "d_model=32", "--set", "n_heads=2", "--set", "n_layers=1", "--set", "chunk_size=4",
+            "--set", "vision_channels=[8, 16]", "--set", "uncertainty_samples=4", "--image-size", "32"]  # fmt: skip
+    trained = _cli(data, "train", "--dataset", "d", "--out", str(tmp_path / "model"), "--steps", "4", *tiny)
+    assert trained.returncode == 0, trained.stderr
+    assert "trained 4 steps" in trained.stdout
+    out = tmp_path / "report.json"
+    result = _cli(
+        data, "eval", "--model", str(tmp_path / "model"), "--task", "pick", "--colour", "green",
+        "--episodes", "2", "--seed-base", "100000", "--max-steps", "6", "--json-out", str(out),
+        "--video-dir", str(tmp_path / "videos"),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report == json.loads(out.read_text())
+    assert report["episodes"] == 2 and len(report["per_episode"]) == 2 and report["image_hw"] == [32, 32]
+    assert [e["seed"] for e in report["per_episode"]] == [100_000, 100_001]
+    assert all(e["steps"] == 6 and e["success"] is False for e in report["per_episode"])
+    assert report["wilson_95"] == [0.0, pytest.approx(0.658, abs=1e-3)]
+    assert report["uncertainty_threshold"] is not None
+    ep = report["per_episode"][0]
+    assert ep["predictions"] == 6 and ep["mean_uncertainty"] >= 0 and ep["grounding_frames"] <= 6
+    assert len(list((tmp_path / "videos").glob("*.mp4"))) == 2

@@ -1,0 +1,140 @@
+"""The training data pipeline: decode once, windows with padding, paraphrases, hue-keeping augmentation, split."""
+
+from __future__ import annotations
+
+import colorsys
+
+import numpy as np
+import pytest
+import torch
+
+from storage.db import make_engine, make_session_factory, upgrade_database
+from storage.episode_store import CameraSpec, EpisodeMeta, EpisodeStore
+from storage.features import ACTION, OBS_STATE, TASK, image_key
+from vla_core import data as vdata
+from vla_core.data import ACTION_IS_PAD
+
+CAMS = [CameraSpec("front", 48, 48), CameraSpec("wrist", 40, 40)]
+NAMES = [f"j{i}" for i in range(6)] + ["gripper"]
+
+
+@pytest.fixture
+def store(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'vla.db'}")
+    upgrade_database(engine)
+    s = EpisodeStore(tmp_path, make_session_factory(engine))
+    s.recover()
+    yield s
+    engine.dispose()
+
+
+def record(store, *, n, colour="red", instruction=None, success=True, offset=0.0, dataset="ds"):
+    """An episode whose action at step t is (offset + t) in every dimension; frames a flat grey level t*4."""
+    meta = EpisodeMeta(
+        dataset=dataset, task="pick", instruction=instruction or f"pick up the {colour} cube", source="scripted",
+        fps=30, cameras=CAMS, state_names=NAMES, action_names=NAMES, operator="t", seed=0, extra={"colour": colour},
+    )  # fmt: skip
+    rec = store.begin(meta)
+    for t in range(n):
+        images = {c.name: np.full((c.height, c.width, 3), 4 * t + 20, np.uint8) for c in CAMS}
+        rec.add_frame(images=images, state=np.full(7, t, np.float32), action=np.full(7, offset + t, np.float32))
+    return rec.save(auto_success=success)
+
+
+def test_windows_pad_by_repeating_the_last_action(store):
+    record(store, n=6, offset=100.0)
+    record(store, n=4, offset=200.0)
+    infos = vdata.list_dataset_episodes(store, "ds")
+    eps = vdata.load_episodes(store, infos, cameras=["front", "wrist"], image_size=32)
+    assert eps[0].images["front"].shape == (6, 3, 32, 32) and eps[0].images["front"].dtype == np.uint8
+    ds = vdata.WindowDataset(eps, chunk_size=3, cameras=["front", "wrist"])
+    assert len(ds) == 10
+    batch = ds.sample_batch(np.array([4, 6, 9]))
+    assert batch[image_key("front")].shape == (3, 3, 32, 32) and batch[image_key("front")].dtype == torch.uint8
+    assert batch[OBS_STATE].shape == (3, 7) and batch[OBS_STATE].dtype == torch.float32
+    assert batch[ACTION].shape == (3, 3, 7)
+    # Episode 1 step 4 of 6: steps 4, 5, then the last (5) repeated and marked as padding.
+    assert batch[ACTION][0, :, 0].tolist() == [104.0, 105.0, 105.0]
+    assert batch[ACTION_IS_PAD][0].tolist() == [False, False, True]
+    # Episode 2 step 0 never crosses into episode 1; its last step is all padding after itself.
+    assert batch[ACTION][1, :, 0].tolist() == [200.0, 201.0, 202.0]
+    assert batch[ACTION][2, :, 0].tolist() == [203.0, 203.0, 203.0]
+    assert batch[ACTION_IS_PAD][2].tolist() == [False, True, True]
+    assert batch[TASK] == ["pick up the red cube"] * 3
+    # Frames decoded in order (grey level 4t + 20, within codec error) and the single-item path agrees.
+    assert abs(int(batch[image_key("front")][0].float().mean()) - (4 * 4 + 20)) <= 2
+    item = ds[4]
+    assert torch.equal(item[ACTION], batch[ACTION][0])
+    collated = vdata.WindowDataset.collate([ds[4], ds[6]])
+    assert collated[ACTION].shape == (2, 3, 7) and collated[TASK] == ["pick up the red cube"] * 2
+
+
+def test_paraphrases_replace_the_instruction_within_task_and_colour(store):
+    record(store, n=5)
+    eps = vdata.load_episodes(store, vdata.list_dataset_episodes(store, "ds"), cameras=["front"], image_size=16)
+    table = {"pick up the red cube": ["pick up the red cube", "lift the red block", "raise the red cube"]}
+    ds = vdata.WindowDataset(eps, chunk_size=2, cameras=["front"], paraphrases=table)
+    rng = np.random.default_rng(0)
+    seen = {t for _ in range(20) for t in ds.sample_batch(np.arange(5), rng=rng)[TASK]}
+    assert seen == set(table["pick up the red cube"])
+    assert ds.sample_batch(np.arange(5))[TASK] == ["pick up the red cube"] * 5  # no rng: the stored text
+
+
+def test_augmentation_shifts_and_keeps_hue():
+    gen = torch.Generator().manual_seed(0)
+    img = torch.zeros(8, 3, 32, 32, dtype=torch.uint8)
+    img[:, 0, 12:20, 12:20] = 200  # a red square on black
+    img[:, 1, 12:20, 12:20] = 30
+    img[:, 2, 12:20, 12:20] = 20
+    aug = vdata.Augmentation(max_shift=4, brightness=0.3, contrast=0.3)
+    out = vdata.augment_images(img, aug, gen)
+    assert out.shape == img.shape and out.dtype == torch.uint8
+    assert not torch.equal(out, img)
+    hue0 = colorsys.rgb_to_hsv(200 / 255, 30 / 255, 20 / 255)[0]
+    for b in range(8):
+        ys, xs = torch.nonzero(out[b, 0] > 60, as_tuple=True)
+        # Moved by at most max_shift in each direction, size unchanged.
+        assert 8 <= int(ys.min()) <= 16 and 8 <= int(xs.min()) <= 16
+        r, g, bl = (float(out[b, c, int(ys[0]), int(xs[0])]) / 255 for c in range(3))
+        hue = colorsys.rgb_to_hsv(r, g, bl)[0]
+        assert min(abs(hue - hue0), 1 - abs(hue - hue0)) < 0.03  # still red
+    # Same generator seed, same result; disabled is the identity.
+    assert torch.equal(vdata.augment_images(img, aug, torch.Generator().manual_seed(0)), out)
+    assert torch.equal(vdata.augment_images(img, vdata.Augmentation(enabled=False), gen), img)
+
+
+def test_split_by_episode_per_colour_and_stats(store):
+    for colour in ("red", "green"):
+        for i in range(5):
+            record(store, n=3 + i, colour=colour)
+    eps = vdata.load_episodes(store, vdata.list_dataset_episodes(store, "ds"), cameras=["front"], image_size=8)
+    train, val = vdata.split_episodes(eps, 0.2, seed=1)
+    assert {e.episode_id for e in train}.isdisjoint({e.episode_id for e in val})
+    assert len(train) + len(val) == 10
+    assert sorted(e.colour for e in val) == ["green", "red"]  # one held out of each colour
+    assert vdata.split_episodes(eps, 0.2, seed=1)[1] == val  # deterministic
+    assert vdata.split_episodes(eps[:1], 0.5, seed=0) == (eps[:1], [])  # never empties training
+    stats = vdata.normalization_stats(train)
+    assert set(stats) == {OBS_STATE, ACTION}
+    assert len(stats[ACTION]["mean"]) == 7 and min(stats[ACTION]["std"]) > 0
+
+
+def test_unknown_empty_and_failed_datasets_give_clear_errors(store):
+    with pytest.raises(ValueError, match="unknown dataset 'nope'"):
+        vdata.list_dataset_episodes(store, "nope")
+    store.ensure_dataset("empty")
+    with pytest.raises(ValueError, match="'empty' has no episodes"):
+        vdata.list_dataset_episodes(store, "empty")
+    record(store, n=3, success=False, dataset="failed")
+    with pytest.raises(ValueError, match="none is marked successful"):
+        vdata.list_dataset_episodes(store, "failed")
+    assert len(vdata.list_dataset_episodes(store, "failed", only_successful=False)) == 1
+
+
+def test_decode_cache_round_trip(store, tmp_path):
+    record(store, n=4)
+    infos = vdata.list_dataset_episodes(store, "ds")
+    a = vdata.load_episodes(store, infos, cameras=["front"], image_size=16, cache_dir=tmp_path / "cache")
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 1
+    b = vdata.load_episodes(store, infos, cameras=["front"], image_size=16, cache_dir=tmp_path / "cache")
+    assert np.array_equal(a[0].images["front"], b[0].images["front"])

@@ -1,0 +1,8 @@
+"""Keys and file names of vla_core that storage.features does not have (batch keys live there: OBS_STATE, ACTION,
+TASK, image_key). Import these; never write the literals elsewhere."""
+
+ACTION_IS_PAD = "action_is_pad"  # bool (B, T): True where the chunk step lies past the episode end
+
+# Files of a saved policy folder next to config.json / model.safetensors / the tokenizer files.
+TRAINING_METADATA_FILE = "training_metadata.json"  # written by the trainer (dataset, steps, metrics, calibration)
+NORMALIZATION_FILE = "normalization.json"  # human-readable copy of the stats (the buffers in model.safetensors rule)

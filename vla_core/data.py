@@ -1,0 +1,373 @@
+"""Episode data for behavioural cloning: decode each episode once, serve windows of future actions.
+
+The whole dataset lives in memory at the policy's image size (150 episodes x ~100 steps x 2 cameras at 96 px is
+~0.8 GB of uint8), so a training step is a numpy gather rather than a video seek; on a 2-core machine video decode
+per step would cost more than the model. Batches follow the contract in storage.features + ACTION_IS_PAD:
+
+    batch[image_key(cam)]  uint8 (B, 3, H, W)
+    batch[OBS_STATE]       float32 (B, D_state)
+    batch[ACTION]          float32 (B, T, D_action)  steps t .. t+T-1, padded by repeating the last action
+    batch[ACTION_IS_PAD]   bool (B, T)
+    batch[TASK]            list[str] (B,)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+from PIL import Image
+
+from storage.episode_store import EpisodeInfo, EpisodeStore
+from storage.errors import NotFoundError
+from storage.features import ACTION, OBS_STATE, TASK, image_key
+from vla_core.constants import ACTION_IS_PAD
+
+__all__ = [
+    "ACTION_IS_PAD",
+    "Augmentation",
+    "EpisodeData",
+    "WindowDataset",
+    "augment_images",
+    "build_datasets",
+    "decode_video",
+    "load_episode",
+    "load_episodes",
+    "normalization_stats",
+    "split_episodes",
+]
+
+
+# ----------------------------------------------------------------------------------------------- decoding
+def decode_video(path, size: int) -> np.ndarray:
+    """Decode an MP4 to (T, 3, size, size) uint8, resized with PIL's area-averaging filter (BOX when shrinking).
+
+    BOX averages every source pixel, like a camera sensor would at the lower resolution, and matches what the
+    sim renders at that size (MuJoCo multisamples), so training and closed-loop frames look alike.
+    """
+    frames = []
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for frame in container.decode(stream):
+            img = frame.to_image()  # PIL RGB
+            if img.size != (size, size):
+                shrinking = img.size[0] >= size and img.size[1] >= size
+                img = img.resize((size, size), Image.Resampling.BOX if shrinking else Image.Resampling.BILINEAR)
+            frames.append(np.asarray(img))
+    if not frames:
+        return np.zeros((0, 3, size, size), dtype=np.uint8)
+    return np.ascontiguousarray(np.stack(frames).transpose(0, 3, 1, 2))
+
+
+def _cached_decode(path: Path, size: int, info: EpisodeInfo, cam: str, cache_dir) -> np.ndarray:
+    if cache_dir is None:
+        return decode_video(path, size)
+    digest = info.checksums.get(f"videos/{cam}.mp4", info.uid)[:16]
+    cached = Path(cache_dir) / f"{info.uid}_{cam}_{size}_{digest}.npy"
+    if cached.is_file():
+        try:
+            return np.load(cached)
+        except (OSError, ValueError):
+            pass  # a torn file from a killed run: decode again
+    frames = decode_video(path, size)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, frames)
+    os.replace(tmp, cached)
+    return frames
+
+
+@dataclass
+class EpisodeData:
+    """One episode in memory."""
+
+    episode_id: int
+    task: str
+    instruction: str
+    colour: str | None
+    success: bool | None
+    images: dict[str, np.ndarray]  # camera -> (T, 3, H, W) uint8
+    state: np.ndarray  # (T, D_state) float32
+    action: np.ndarray  # (T, D_action) float32
+
+    def __len__(self) -> int:
+        return len(self.state)
+
+
+def episode_success(info: EpisodeInfo) -> bool | None:
+    """A human verdict wins over the automatic predicate."""
+    return info.human_success if info.human_success is not None else info.auto_success
+
+
+def load_episode(
+    store: EpisodeStore,
+    info: EpisodeInfo,
+    cameras: Sequence[str],
+    image_size: int,
+    *,
+    cache_dir: Path | str | None = None,
+) -> EpisodeData:
+    table = store.read_table(info.id)
+    state = np.asarray(table.column(OBS_STATE).to_pylist(), dtype=np.float32)
+    action = np.asarray(table.column(ACTION).to_pylist(), dtype=np.float32)
+    files = store.episode_files(info.id)
+    images = {}
+    for cam in cameras:
+        if cam not in files.videos:
+            raise ValueError(f"episode {info.id} has no camera {cam!r} (it has {sorted(files.videos)})")
+        frames = _cached_decode(files.videos[cam], image_size, info, cam, cache_dir)
+        if len(frames) != len(state):
+            raise ValueError(f"episode {info.id}: {cam} video has {len(frames)} frames but the table {len(state)}")
+        images[cam] = frames
+    return EpisodeData(
+        episode_id=info.id,
+        task=info.task,
+        instruction=info.instruction,
+        colour=info.extra.get("colour"),
+        success=episode_success(info),
+        images=images,
+        state=state,
+        action=action,
+    )
+
+
+def list_dataset_episodes(store: EpisodeStore, dataset: str, *, only_successful: bool = True) -> list[EpisodeInfo]:
+    """The episodes of `dataset` to learn from, with a clear ValueError for an unknown or empty dataset."""
+    try:
+        infos = store.list_episodes(dataset)
+    except NotFoundError:
+        known = ", ".join(d.name for d in store.list_datasets()) or "none"
+        raise ValueError(f"unknown dataset {dataset!r}; datasets in the store: {known}") from None
+    if not infos:
+        raise ValueError(f"dataset {dataset!r} has no episodes")
+    if only_successful:
+        kept = [i for i in infos if episode_success(i) is not False]
+        if not kept:
+            raise ValueError(f"dataset {dataset!r} has {len(infos)} episodes but none is marked successful")
+        infos = kept
+    infos = [i for i in infos if i.length > 0]
+    if not infos:
+        raise ValueError(f"dataset {dataset!r} has only empty episodes")
+    return infos
+
+
+def load_episodes(
+    store: EpisodeStore,
+    infos: Sequence[EpisodeInfo],
+    *,
+    cameras: Sequence[str],
+    image_size: int,
+    progress: Callable[[int, int], None] | None = None,
+    cache_dir: Path | str | None = None,
+) -> list[EpisodeData]:
+    """Decode every episode once (videos resized to `image_size`).
+
+    With `cache_dir`, decoded frames are kept as .npy files named by the video's checksum and the size, so a
+    second run (a benchmark, a resumed job) skips decoding; a changed video has a new checksum, hence a new file.
+    """
+    out = []
+    for i, info in enumerate(infos):
+        out.append(load_episode(store, info, cameras, image_size, cache_dir=cache_dir))
+        if progress is not None:
+            progress(i + 1, len(infos))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- split + stats
+def split_episodes(
+    episodes: Sequence[EpisodeData], val_fraction: float, seed: int
+) -> tuple[list[EpisodeData], list[EpisodeData]]:
+    """Split by episode (never by frame: neighbouring frames are near-duplicates), per (task, colour) group so
+    every group is represented in validation. At least one episode per group stays in training."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    rng = np.random.default_rng(seed)
+    groups: dict[tuple, list[EpisodeData]] = {}
+    for ep in sorted(episodes, key=lambda e: e.episode_id):
+        groups.setdefault((ep.task, ep.colour), []).append(ep)
+    train, val = [], []
+    for key in sorted(groups, key=str):
+        members = groups[key]
+        order = rng.permutation(len(members))
+        n_val = min(int(round(val_fraction * len(members))), len(members) - 1)
+        val += [members[i] for i in order[:n_val]]
+        train += [members[i] for i in order[n_val:]]
+    train.sort(key=lambda e: e.episode_id)
+    val.sort(key=lambda e: e.episode_id)
+    return train, val
+
+
+def normalization_stats(episodes: Sequence[EpisodeData], min_std: float = 1e-2) -> dict:
+    """{OBS_STATE: {"mean", "std"}, ACTION: {"mean", "std"}} over every frame (lists of floats).
+
+    The std floor keeps a constant dimension (e.g. a roll joint the expert never moves) from blowing up.
+    """
+    out = {}
+    for key, attr in ((OBS_STATE, "state"), (ACTION, "action")):
+        x = np.concatenate([getattr(e, attr) for e in episodes]).astype(np.float64)
+        out[key] = {"mean": x.mean(0).tolist(), "std": np.maximum(x.std(0), min_std).tolist()}
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- augmentation
+@dataclass(frozen=True)
+class Augmentation:
+    """Image augmentation for training: a random shift (pad by replication, crop back) and a brightness/contrast
+    jitter applied equally to R, G and B, so hue is kept: the task is colour-conditioned and a hue shift could
+    turn the red cube orange."""
+
+    max_shift: int = 6  # pixels, each axis
+    brightness: float = 0.15  # multiply by U(1 - b, 1 + b)
+    contrast: float = 0.15  # blend with the image's mean grey: U(1 - c, 1 + c)
+    enabled: bool = True
+
+
+def augment_images(images: torch.Tensor, aug: Augmentation, generator: torch.Generator) -> torch.Tensor:
+    """Augment a uint8 (B, 3, H, W) batch; returns uint8 of the same shape. Deterministic given `generator`."""
+    if not aug.enabled:
+        return images
+    b, _, h, w = images.shape
+    x = images
+    s = int(aug.max_shift)
+    if s > 0:
+        padded = torch.nn.functional.pad(x.float(), (s, s, s, s), mode="replicate")
+        dx = torch.randint(0, 2 * s + 1, (b,), generator=generator)
+        dy = torch.randint(0, 2 * s + 1, (b,), generator=generator)
+        # Gather rows/cols per sample: index grids (B, H) and (B, W) offset by each sample's shift.
+        rows = (torch.arange(h)[None, :] + dy[:, None])[:, None, :, None].expand(b, 3, h, w + 2 * s)
+        x = padded.gather(2, rows)
+        cols = (torch.arange(w)[None, :] + dx[:, None])[:, None, None, :].expand(b, 3, h, w)
+        x = x.gather(3, cols)
+    else:
+        x = x.float()
+    if aug.brightness > 0:
+        x = x * (1 + (torch.rand(b, 1, 1, 1, generator=generator) * 2 - 1) * aug.brightness)
+    if aug.contrast > 0:
+        c = 1 + (torch.rand(b, 1, 1, 1, generator=generator) * 2 - 1) * aug.contrast
+        grey = x.mean(dim=(1, 2, 3), keepdim=True)  # one value for all channels: the hue is untouched
+        x = (x - grey) * c + grey
+    return x.round_().clamp_(0, 255).to(torch.uint8)
+
+
+# ----------------------------------------------------------------------------------------------- windows
+@dataclass
+class WindowDataset(torch.utils.data.Dataset):
+    """Every frame of a set of episodes, each with its chunk of `chunk_size` future actions.
+
+    Frames are concatenated across episodes: images[cam] (N, 3, H, W), state (N, D), action (N, D);
+    chunk_index (N, T) points at the action rows of each window and is_pad (N, T) marks steps past the end.
+    `sample_batch` gathers a whole batch with numpy (the fast path training uses); `__getitem__` + `collate`
+    serve a torch DataLoader if someone prefers one.
+    """
+
+    episodes: Sequence[EpisodeData]
+    chunk_size: int
+    cameras: Sequence[str]
+    paraphrases: Mapping[str, Sequence[str]] | None = None
+    images: dict[str, np.ndarray] = field(init=False)
+    state: np.ndarray = field(init=False)
+    action: np.ndarray = field(init=False)
+    chunk_index: np.ndarray = field(init=False)
+    is_pad: np.ndarray = field(init=False)
+    instructions: list[str] = field(init=False)
+    frame_episode: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        if self.chunk_size < 1:
+            raise ValueError(f"chunk_size must be at least 1, got {self.chunk_size}")
+        if not self.episodes:
+            raise ValueError("a window dataset needs at least one episode")
+        self.images = {c: np.concatenate([e.images[c] for e in self.episodes]) for c in self.cameras}
+        self.state = np.concatenate([e.state for e in self.episodes]).astype(np.float32)
+        self.action = np.concatenate([e.action for e in self.episodes]).astype(np.float32)
+        idx, pad, ep_of = [], [], []
+        start = 0
+        k = np.arange(self.chunk_size)
+        for i, e in enumerate(self.episodes):
+            n = len(e)
+            t = np.arange(n)[:, None] + k[None, :]  # (n, T) step indices within the episode
+            idx.append(start + np.minimum(t, n - 1))  # past the end: repeat the last action
+            pad.append(t > n - 1)
+            ep_of.append(np.full(n, i))
+            start += n
+        self.chunk_index = np.concatenate(idx)
+        self.is_pad = np.concatenate(pad)
+        self.frame_episode = np.concatenate(ep_of)
+        self.instructions = [e.instruction for e in self.episodes]
+
+    def __len__(self) -> int:
+        return len(self.state)
+
+    @property
+    def num_episodes(self) -> int:
+        return len(self.episodes)
+
+    def instruction_for(self, frame: int, rng: np.random.Generator | None) -> str:
+        """The stored instruction, or (with `rng` and a paraphrase table) a random paraphrase of it."""
+        text = self.instructions[int(self.frame_episode[frame])]
+        if rng is None or not self.paraphrases:
+            return text
+        options = self.paraphrases.get(text)
+        if not options:
+            return text
+        return str(options[int(rng.integers(len(options)))])
+
+    def sample_batch(
+        self,
+        indices: np.ndarray,
+        *,
+        rng: np.random.Generator | None = None,
+        augmentation: Augmentation | None = None,
+        generator: torch.Generator | None = None,
+    ) -> dict:
+        """The contract batch for frame `indices` (B,). `rng` draws paraphrases; `augmentation` + `generator`
+        augment images (training). Without them the batch is exact (validation, calibration)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        batch: dict = {}
+        for cam in self.cameras:
+            imgs = torch.from_numpy(self.images[cam][indices])
+            if augmentation is not None and augmentation.enabled:
+                if generator is None:
+                    raise ValueError("augmentation needs a torch.Generator for reproducibility")
+                imgs = augment_images(imgs, augmentation, generator)
+            batch[image_key(cam)] = imgs
+        batch[OBS_STATE] = torch.from_numpy(self.state[indices])
+        batch[ACTION] = torch.from_numpy(self.action[self.chunk_index[indices]])
+        batch[ACTION_IS_PAD] = torch.from_numpy(self.is_pad[indices])
+        batch[TASK] = [self.instruction_for(int(i), rng) for i in indices]
+        return batch
+
+    def __getitem__(self, index: int) -> dict:
+        b = self.sample_batch(np.array([index]))
+        return {k: (v[0] if isinstance(v, torch.Tensor | list) else v) for k, v in b.items()}
+
+    @staticmethod
+    def collate(items: Sequence[dict]) -> dict:
+        out = {}
+        for key in items[0]:
+            vals = [it[key] for it in items]
+            out[key] = torch.stack(vals) if isinstance(vals[0], torch.Tensor) else list(vals)
+        return out
+
+
+def build_datasets(
+    episodes: Sequence[EpisodeData],
+    *,
+    chunk_size: int,
+    cameras: Sequence[str],
+    val_fraction: float,
+    seed: int,
+    paraphrases: Mapping[str, Sequence[str]] | None = None,
+) -> tuple[WindowDataset, WindowDataset | None]:
+    """Train and (if any episode is held out) validation window datasets, split by episode."""
+    train_eps, val_eps = split_episodes(episodes, val_fraction, seed)
+    train = WindowDataset(train_eps, chunk_size, cameras, paraphrases)
+    val = WindowDataset(val_eps, chunk_size, cameras, None) if val_eps else None
+    return train, val
