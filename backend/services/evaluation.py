@@ -197,7 +197,7 @@ def run_episode(
             if writer is not None:
                 writer.add(observation, heat, step=steps - 1, uncertainty=uncertainties[-1] if uncertainties else None,
                            threshold=threshold, instruction=instruction)  # fmt: skip
-            robot.apply(np.asarray(torch.as_tensor(action).float().cpu()).reshape(-1))
+            robot.apply(np.asarray(action, dtype=np.float32).reshape(-1))  # select_action returns (D,) numpy
             if robot.success():
                 success = True
                 break
