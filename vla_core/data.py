@@ -204,16 +204,38 @@ def split_episodes(
     return train, val
 
 
-def normalization_stats(episodes: Sequence[EpisodeData], min_std: float = 1e-2) -> dict:
+def normalization_stats(
+    episodes: Sequence[EpisodeData],
+    min_std: float = 1e-2,
+    *,
+    chunk_size: int = 1,
+    relative_dims: int = 0,
+) -> dict:
     """{OBS_STATE: {"mean", "std"}, ACTION: {"mean", "std"}} over every frame (lists of floats).
 
-    The std floor keeps a constant dimension (e.g. a roll joint the expert never moves) from blowing up.
+    With `relative_dims` = n > 0 the ACTION stats are those of the policy's *targets*: for every frame t and chunk
+    step k < `chunk_size` (inside the episode), action[t + k, :n] - state[t, :n] (the first n action dims relative
+    to the same state dims; the rest absolute). The std floor keeps a constant dimension (e.g. a roll joint the
+    expert never moves) from blowing up.
     """
-    out = {}
-    for key, attr in ((OBS_STATE, "state"), (ACTION, "action")):
-        x = np.concatenate([getattr(e, attr) for e in episodes]).astype(np.float64)
-        out[key] = {"mean": x.mean(0).tolist(), "std": np.maximum(x.std(0), min_std).tolist()}
+    out = {OBS_STATE: _mean_std(np.concatenate([e.state for e in episodes]), min_std)}
+    if relative_dims <= 0:
+        out[ACTION] = _mean_std(np.concatenate([e.action for e in episodes]), min_std)
+        return out
+    targets = []
+    for e in episodes:
+        n = len(e)
+        for k in range(min(chunk_size, n)):
+            a = e.action[k:].astype(np.float64)  # (n - k, D): action t + k for t = 0 .. n - k - 1
+            a[:, :relative_dims] -= e.state[: n - k, :relative_dims]
+            targets.append(a)
+    out[ACTION] = _mean_std(np.concatenate(targets), min_std)
     return out
+
+
+def _mean_std(x: np.ndarray, min_std: float) -> dict:
+    x = x.astype(np.float64)
+    return {"mean": x.mean(0).tolist(), "std": np.maximum(x.std(0), min_std).tolist()}
 
 
 # ----------------------------------------------------------------------------------------------- augmentation

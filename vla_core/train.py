@@ -294,7 +294,9 @@ def train(
         episodes, chunk_size=chunk_size, cameras=cameras, val_fraction=cfg.val_fraction, seed=cfg.seed,
         paraphrases=table,
     )  # fmt: skip
-    stats = vdata.normalization_stats(train_ds.episodes)
+    # The stats of what the policy predicts: relative joint targets when the policy says so (see its config).
+    relative_dims = int(getattr(policy.config, "n_relative_action_dims", 0))
+    stats = vdata.normalization_stats(train_ds.episodes, chunk_size=chunk_size, relative_dims=relative_dims)
     policy.set_normalization(stats)
     val_idx = _subset(len(val_ds), cfg.val_frames, cfg.seed) if val_ds is not None else None
 

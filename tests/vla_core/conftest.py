@@ -39,6 +39,8 @@ def tiny_config_kwargs(**overrides):
         dropout=0.0,
         uncertainty_samples=4,
         head_hidden=64,
+        # The synthetic actions are image positions and the state is noise: nothing to be relative to.
+        relative_action_dims=0,
     )
     kw.update(overrides)
     return kw

@@ -138,3 +138,19 @@ def test_decode_cache_round_trip(store, tmp_path):
     assert len(list((tmp_path / "cache").glob("*.npy"))) == 1
     b = vdata.load_episodes(store, infos, cameras=["front"], image_size=16, cache_dir=tmp_path / "cache")
     assert np.array_equal(a[0].images["front"], b[0].images["front"])
+
+
+def test_relative_action_stats_are_those_of_the_chunk_targets():
+    """relative_dims=n: stats of action[t + k, :n] - state[t, :n] over every in-episode (t, k); the rest absolute."""
+    rng = np.random.default_rng(0)
+    state = np.cumsum(rng.normal(0, 0.01, (30, 3)), 0).astype(np.float32) + 1.0  # a slow walk far from 0
+    action = np.concatenate([state[1:], state[-1:]])  # next-step joint targets: tiny relative to the state
+    action[:, 2] = rng.uniform(0, 1, 30)  # an absolute "gripper"
+    ep = vdata.EpisodeData(1, "pick", "x", "red", True, {}, state, action.astype(np.float32))
+    absolute = vdata.normalization_stats([ep])
+    rel = vdata.normalization_stats([ep], chunk_size=4, relative_dims=2)
+    targets = np.concatenate([action[k:] - np.c_[state[: 30 - k, :2], np.zeros(30 - k)] for k in range(4)])
+    np.testing.assert_allclose(rel[ACTION]["mean"], targets.mean(0), atol=1e-6)
+    np.testing.assert_allclose(rel[ACTION]["std"], np.maximum(targets.std(0), 1e-2), atol=1e-6)
+    assert abs(rel[ACTION]["mean"][0]) < 0.1 < absolute[ACTION]["mean"][0]  # the offset of ~1 is gone
+    assert rel[OBS_STATE] == absolute[OBS_STATE]

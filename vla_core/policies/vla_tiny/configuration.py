@@ -35,11 +35,19 @@ class VLATinyConfig(PretrainedConfig):
         text_backbone: None = character tokenizer + a small BERT encoder trained from scratch; else an HF id or
             local path of a text encoder (its tokenizer is loaded from the same place and saved with the policy).
         n_text_layers, max_text_len (tokens), max_words: language encoder size and truncation.
+        spatial_keypoints: k spatial-softmax keypoints per camera on the conv map before the last layer (0 = off):
+            each is an expected (x, y), so positions come out finer than the token grid.
         film: FiLM-modulate image tokens by the instruction embedding (makes colour words decide which cube).
         uncertainty_samples: K ensemble heads (K samples per prediction); bootstrap_p: chance a training sample
             is seen by a given head (bootstrap-ish masking so the heads disagree off-distribution).
         head_hidden: hidden width of each ensemble head.
         head_prior_scale: weight of each head's frozen random prior function (0 = plain ensemble).
+        relative_action_dims: None (default) = every action dim but the last (the gripper); n > 0 predicts the first n action dims (the arm's joint targets) relative to the
+            same dims of the state at prediction time, action[t + k, :n] - state[t, :n], and adds the state back at
+            inference; the rest (the gripper) stays absolute. Absolute joint targets have a spread over the
+            whole workspace (std ~0.3 rad) that dwarfs one step's motion (~0.01 rad), so a 5% error in normalised
+            units already points the arm the wrong way; relative targets are normalised by the motion itself.
+            Assumes the state's first n entries are the joints in action order (true for SimRobot).
         temporal_ensemble_coeff: ACT-style weight exp(-coeff * age) when executing overlapping chunks;
             None = execute `n_action_steps` of each chunk open-loop.
         uncertainty_threshold: set by the trainer from held-out calibration (None = not calibrated).
@@ -73,10 +81,12 @@ class VLATinyConfig(PretrainedConfig):
     lowercase: bool = True
     film: bool = True
     attention_keypoints: bool = True
+    spatial_keypoints: int = 16
     uncertainty_samples: int = 8
     head_hidden: int = 128
     head_prior_scale: float = 1.0
     bootstrap_p: float = 0.8
+    relative_action_dims: int | None = None
     temporal_ensemble_coeff: float | None = 0.01
     n_action_steps: int = 1
     uncertainty_threshold: float | None = None
@@ -95,7 +105,20 @@ class VLATinyConfig(PretrainedConfig):
             raise ValueError("uncertainty_samples and chunk_size must be >= 1")
         if not self.cameras:
             raise ValueError("at least one camera is needed")
+        if self.relative_action_dims is not None and not (
+            0 <= self.relative_action_dims <= min(self.state_dim, self.action_dim)
+        ):
+            raise ValueError(
+                f"relative_action_dims must be in [0, min(state_dim, action_dim)], got {self.relative_action_dims}"
+            )
         super().__post_init__(**kwargs)
+
+    @property
+    def n_relative_action_dims(self) -> int:
+        """How many leading action dims are predicted relative to the state (see `relative_action_dims`)."""
+        if self.relative_action_dims is not None:
+            return int(self.relative_action_dims)
+        return max(0, min(self.action_dim - 1, self.state_dim))
 
     @property
     def grid(self) -> int:

@@ -107,6 +107,15 @@ class PolicyOutput:
 
 
 # ----------------------------------------------------------------------------------------------------- blocks
+def spatial_softmax(logits: torch.Tensor) -> torch.Tensor:
+    """(B, k, h, w) heatmap logits -> (B, k, 2) expected (x, y) under each map's softmax, in [-1, 1]."""
+    b, k, h, w = logits.shape
+    p = logits.flatten(2).softmax(-1).view(b, k, h, w)
+    xs = torch.linspace(-1.0, 1.0, w, device=logits.device, dtype=logits.dtype)
+    ys = torch.linspace(-1.0, 1.0, h, device=logits.device, dtype=logits.dtype)
+    return torch.stack([(p.sum(2) * xs).sum(-1), (p.sum(3) * ys).sum(-1)], -1)
+
+
 class ConvStem(nn.Module):
     """Patchify 4x4/4 conv, then 3x3 stride-2 ResNet conv layers: (B, 3, S, S) -> (B, C, S/16, S/16) at 3 widths.
 
@@ -128,12 +137,15 @@ class ConvStem(nn.Module):
         self.out_channels = channels[-1]
         self.film_channels = channels[-2] if len(channels) > 1 else channels[0]
 
-    def forward(self, x: torch.Tensor, film: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-        if film is None:
-            return self.layers(x)
-        h = self.layers[:-1](x) if len(self.layers) > 3 else self.layers(x)
-        h = h * (1.0 + film[0][:, :, None, None]) + film[1][:, :, None, None]
-        return self.layers[-1](h) if len(self.layers) > 3 else h
+    def forward(
+        self, x: torch.Tensor, film: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (final map (B, C_out, S/16, S/16), the FiLM-ed map before the last layer (B, C_film, S/8, S/8))."""
+        deep = len(self.layers) > 3
+        h = self.layers[:-1](x) if deep else self.layers(x)
+        if film is not None:
+            h = h * (1.0 + film[0][:, :, None, None]) + film[1][:, :, None, None]
+        return (self.layers[-1](h) if deep else h), h
 
 
 class PretrainedVision(nn.Module):
@@ -385,6 +397,13 @@ class VLATinyPolicy(PreTrainedModel):
         ys, xs = torch.meshgrid(torch.linspace(-1, 1, g), torch.linspace(-1, 1, g), indexing="ij")
         self.register_buffer("patch_xy", torch.stack([xs, ys], -1).reshape(g * g, 2), persistent=True)
         self.keypoint_proj = nn.Linear(c.n_heads * len(self.cameras) * 3, d) if c.attention_keypoints else None
+        # Spatial-softmax keypoints (Levine et al. 2016; robomimic, Diffusion Policy): k heatmaps per camera on the
+        # finer, instruction-FiLM-ed conv map, each reduced to its expected (x, y). Regressing a cube's position
+        # from 6x6 tokens was the bottleneck: policies reached toward the average cube position.
+        n_kp = c.spatial_keypoints
+        kp_ch = self.vision.film_channels if isinstance(self.vision, ConvStem) else vis_ch
+        self.spatial_kp = nn.Conv2d(kp_ch, n_kp, kernel_size=1) if n_kp else None
+        self.spatial_kp_proj = nn.Linear(len(self.cameras) * n_kp * 2, d) if n_kp else None
         n_summary = 2 * len(self.cameras) * d
         self.summary_norm = nn.LayerNorm(n_summary, eps=1e-6)
         self.heads = EnsembleHeads(
@@ -502,11 +521,17 @@ class VLATinyPolicy(PreTrainedModel):
         """images: per camera float (B, 3, S, S) normalised; sentence (B, d) -> (B, C*g*g, d)."""
         B, C = images[0].shape[0], len(images)
         x = torch.cat(images, 0)  # (C*B, 3, S, S): one conv pass for all cameras
-        if self.film_conv is not None:
-            gamma, beta = self.film_conv(sentence).repeat(C, 1).chunk(2, dim=-1)  # (C*B, ch) each
-            f = self.vision(x, (gamma, beta))
+        if isinstance(self.vision, ConvStem):
+            film = None
+            if self.film_conv is not None:
+                film = self.film_conv(sentence).repeat(C, 1).chunk(2, dim=-1)  # (gamma, beta): (C*B, ch) each
+            f, fine = self.vision(x, film)
         else:
-            f = self.vision(x)
+            f = fine = self.vision(x)
+        keypoints = None
+        if self.spatial_kp is not None:
+            keypoints = spatial_softmax(self.spatial_kp(fine))  # (C*B, k, 2) in [-1, 1]
+            keypoints = keypoints.view(C, B, -1).transpose(0, 1).reshape(B, -1)  # (B, C*k*2)
         if f.shape[-2:] != (self.grid, self.grid):
             f = F.adaptive_avg_pool2d(f, self.grid)
         tok = self.vision_proj(f.flatten(2).transpose(1, 2))  # (C*B, g*g, d)
@@ -518,7 +543,7 @@ class VLATinyPolicy(PreTrainedModel):
         # Image summary for the ensemble heads: per-camera mean and std of the patch features (B, 2*C*d).
         summary = torch.cat([tok.mean(2), tok.std(2, unbiased=False)], -1).flatten(1)
         tok = tok + self.pos_code + self.pos_embed + self.camera_embed[:, None] + self.type_embed[2]
-        return tok.reshape(B, C * self.n_img, -1), summary
+        return tok.reshape(B, C * self.n_img, -1), summary, keypoints
 
     def _run(self, images: list[torch.Tensor], state: torch.Tensor, instructions) -> dict[str, Any]:
         """The network on prepared inputs. images normalised float per camera; state raw (B, D_state)."""
@@ -528,7 +553,7 @@ class VLATinyPolicy(PreTrainedModel):
         # mean let paraphrase words drown the colour word and stalled learning (measured).
         score = self.word_score(words).squeeze(-1).masked_fill(~word_mask, float("-inf"))  # (B, W)
         sentence = torch.einsum("bw,bwd->bd", score.softmax(-1), words)  # (B, d)
-        img, summary = self._encode_images(images, sentence)  # (B, C*g*g, d), (B, 2*C*d)
+        img, summary, keypoints = self._encode_images(images, sentence)  # (B, C*g*g, d), (B, 2*C*d), (B, C*k*2)
         s = (state.to(self.state_mean) - self.state_mean) / self.state_std
         st = (self.state_proj(s) + self.type_embed[0]).unsqueeze(1)  # (B, 1, d)
         x = torch.cat([st, words + self.type_embed[1], img], 1)  # (B, N, d), N = 1 + W + C*g*g
@@ -548,6 +573,8 @@ class VLATinyPolicy(PreTrainedModel):
             cross_w.append(w)
         if self.keypoint_proj is not None:
             q = q + self.keypoint_proj(self._attention_keypoints(cross_w[-1], 1 + W))
+        if keypoints is not None:
+            q = q + self.spatial_kp_proj(keypoints).unsqueeze(1)
         # The heads (and their random priors) also see the image summary: on training frames each head learns to
         # cancel its prior there; on frames unlike any seen (noise, blank, another scene) the priors no longer
         # cancel and the heads disagree. Measured: without it noise images scored no higher than training frames.
@@ -589,8 +616,8 @@ class VLATinyPolicy(PreTrainedModel):
         out = self._run(images, state, batch[TASK])
         pred = out["pred"]  # (K, B, T, A)
         K, B, T, A = pred.shape
-        target = (torch.as_tensor(batch[ACTION], dtype=torch.float32, device=dev) - self.action_mean) / self.action_std
-        target = target[:, :T]
+        raw = torch.as_tensor(batch[ACTION], dtype=torch.float32, device=dev)[:, :T]  # (B, T, A) absolute
+        target = (self._to_relative(raw, state) - self.action_mean) / self.action_std
         pad = batch.get(ACTION_IS_PAD)
         valid = (
             torch.ones(B, T, device=dev)
@@ -612,6 +639,25 @@ class VLATinyPolicy(PreTrainedModel):
             info.update({f"l1_{i}": float(v) for i, v in enumerate(per_dim)})
             info["spread"] = float(pred.std(0, unbiased=False).mean()) if K > 1 else 0.0
         return loss, info
+
+    def _action_offset(self, state: torch.Tensor, actions: torch.Tensor) -> torch.Tensor | None:
+        """(B, 1, A): the state's first `relative_action_dims` entries, zeros elsewhere; None when absolute."""
+        n = self.config.n_relative_action_dims
+        if n == 0:
+            return None
+        offset = torch.zeros(state.shape[0], 1, actions.shape[-1], dtype=actions.dtype, device=actions.device)
+        offset[..., :n] = state[:, None, :n].to(actions)
+        return offset
+
+    def _to_relative(self, actions: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """(..., B, T, A) absolute actions -> the prediction targets, relative to the state (B, D_state) at t."""
+        offset = self._action_offset(state, actions)
+        return actions if offset is None else actions - offset
+
+    def _to_absolute(self, actions: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """Inverse of `_to_relative`: (..., B, T, A) predictions in raw units -> absolute actions."""
+        offset = self._action_offset(state, actions)
+        return actions if offset is None else actions + offset
 
     def _prep_images(self, images: Any) -> torch.Tensor:
         return prepare_images(images, self.config.image_size, self.image_mean, self.image_std)
@@ -648,7 +694,7 @@ class VLATinyPolicy(PreTrainedModel):
         B = pred.shape[1]
         mean_n = pred.mean(0)
         std_n = pred.std(0, unbiased=False) if pred.shape[0] > 1 else torch.zeros_like(mean_n)
-        samples = pred * self.action_std + self.action_mean
+        samples = self._to_absolute(pred * self.action_std + self.action_mean, state)  # (K, B, T, A)
 
         # Maps. Token layout: [state | W words | camera 0 g*g | camera 1 g*g | ...].
         W, g, n = out["n_words"], self.grid, self.n_img
@@ -667,7 +713,7 @@ class VLATinyPolicy(PreTrainedModel):
             token_attention[cam] = tok.view(B, W, g, g)
             camera_weight[cam] = cross[:, sl].sum(-1) / img_mass
         return PolicyOutput(
-            actions=mean_n * self.action_std + self.action_mean,
+            actions=self._to_absolute(mean_n * self.action_std + self.action_mean, state),
             attention=attention,
             attention_rollout=attention_rollout_maps,
             token_attention=token_attention,
