@@ -117,10 +117,11 @@ def evaluate_model(model_dir: Path, episodes: int, workers: int, max_steps: int)
     for colour, results in by_colour.items():
         results.sort(key=lambda r: r.seed)
         everything += results
-        s = summarize(results, threshold=threshold)
+        s = summarize(results, threshold=threshold, model_dir=model_dir)
         s.pop("per_episode")
-        out["per_colour"][colour] = s
-    overall = summarize(everything, threshold=threshold)
+        out["per_colour"][colour] = {**s, "task": "pick", "colour": colour, "seed_base": COLOUR_SEEDS[colour]}
+    overall = summarize(everything, threshold=threshold, model_dir=model_dir)
+    overall["task"] = "pick"
     out["overall"] = {k: v for k, v in overall.items() if k != "per_episode"}
     out["per_episode"] = [
         {k: e[k] for k in ("seed", "colour", "success", "steps", "mean_uncertainty", "max_uncertainty",
