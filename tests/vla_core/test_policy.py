@@ -298,3 +298,28 @@ def test_relative_actions_are_learned_as_deltas_and_returned_absolute(synth, tin
     target = policy._to_relative(batch[ACTION], state)
     torch.testing.assert_close(target[..., 0], batch[ACTION][..., 0] - state[:, None, 0])
     torch.testing.assert_close(policy._to_absolute(target, state), batch[ACTION])
+
+
+def test_state_input_none_leaves_the_state_only_as_the_relative_anchor(synth, tiny_policy):
+    """state_input="none": the network never sees the proprioception, so changing the state shifts a relative
+    prediction by exactly the state change and leaves an absolute one untouched."""
+    policy = tiny_policy(state_input="none", relative_action_dims=1).eval()
+    batch = synth.make_batch(np.random.default_rng(8), 3, size=48, chunk=4)
+    obs = obs_of(batch)
+    moved = {**obs, OBS_STATE: obs[OBS_STATE] + 0.5}
+    a = policy.predict_chunk(obs, ["pick up the red cube"] * 3).actions
+    b = policy.predict_chunk(moved, ["pick up the red cube"] * 3).actions
+    torch.testing.assert_close(b[..., 0], a[..., 0] + 0.5)
+    torch.testing.assert_close(b[..., 1], a[..., 1])
+    with_state = tiny_policy(state_input="all", relative_action_dims=0).eval()
+    c = with_state.predict_chunk(obs, ["pick up the red cube"] * 3).actions
+    d = with_state.predict_chunk(moved, ["pick up the red cube"] * 3).actions
+    assert not torch.allclose(c, d)  # the test can fail: with the state fed in, it matters
+
+
+def test_state_input_unanchored_hides_only_the_relative_anchors(tiny_policy):
+    assert tiny_policy(relative_action_dims=1).state_input_mask.tolist() == [0.0, 1.0, 1.0]  # default "unanchored"
+    assert tiny_policy(relative_action_dims=0).state_input_mask.tolist() == [1.0, 1.0, 1.0]
+    assert tiny_policy(state_input="none").state_input_mask.tolist() == [0.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match="state_input must be"):
+        tiny_policy(state_input="some")

@@ -48,6 +48,11 @@ class VLATinyConfig(PretrainedConfig):
             whole workspace (std ~0.3 rad) that dwarfs one step's motion (~0.01 rad), so a 5% error in normalised
             units already points the arm the wrong way; relative targets are normalised by the motion itself.
             Assumes the state's first n entries are the joints in action order (true for SimRobot).
+        state_input: which state entries the state token carries: "all"; "unanchored" (default: those that are
+            not anchors of relative actions, i.e. the gripper closure); "none" (the token is a learned constant).
+            Measured on pick150 (6 min of training, 30 held-out rollouts): with every joint fed in, the policy
+            copied the demos' progress from the joint angles and reached for the average cube (4% success, 90
+            rollouts); without them it has to look (20%). Joint angles anchor the relative actions either way.
         temporal_ensemble_coeff: ACT-style weight exp(-coeff * age) when executing overlapping chunks;
             None = execute `n_action_steps` of each chunk open-loop.
         uncertainty_threshold: set by the trainer from held-out calibration (None = not calibrated).
@@ -87,6 +92,7 @@ class VLATinyConfig(PretrainedConfig):
     head_prior_scale: float = 1.0
     bootstrap_p: float = 0.8
     relative_action_dims: int | None = None
+    state_input: str = "unanchored"
     temporal_ensemble_coeff: float | None = 0.01
     n_action_steps: int = 1
     uncertainty_threshold: float | None = None
@@ -105,6 +111,8 @@ class VLATinyConfig(PretrainedConfig):
             raise ValueError("uncertainty_samples and chunk_size must be >= 1")
         if not self.cameras:
             raise ValueError("at least one camera is needed")
+        if self.state_input not in ("all", "unanchored", "none"):
+            raise ValueError(f"state_input must be 'all', 'unanchored' or 'none', got {self.state_input!r}")
         if self.relative_action_dims is not None and not (
             0 <= self.relative_action_dims <= min(self.state_dim, self.action_dim)
         ):
@@ -112,6 +120,17 @@ class VLATinyConfig(PretrainedConfig):
                 f"relative_action_dims must be in [0, min(state_dim, action_dim)], got {self.relative_action_dims}"
             )
         super().__post_init__(**kwargs)
+
+    def state_input_mask(self):
+        """(state_dim,) float tensor, 1 where the state token sees the entry (see `state_input`)."""
+        import torch
+
+        mask = torch.ones(self.state_dim)
+        if self.state_input == "none":
+            mask[:] = 0.0
+        elif self.state_input == "unanchored":
+            mask[: self.n_relative_action_dims] = 0.0
+        return mask
 
     @property
     def n_relative_action_dims(self) -> int:

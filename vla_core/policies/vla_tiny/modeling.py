@@ -413,6 +413,7 @@ class VLATinyPolicy(PreTrainedModel):
         # Normalisation: persistent buffers, so they travel in model.safetensors.
         self.register_buffer("state_mean", torch.zeros(c.state_dim))
         self.register_buffer("state_std", torch.ones(c.state_dim))
+        self.register_buffer("state_input_mask", c.state_input_mask(), persistent=True)
         self.register_buffer("action_mean", torch.zeros(c.action_dim))
         self.register_buffer("action_std", torch.ones(c.action_dim))
         # Even fixed buffers (image stats, position codes) are persistent: transformers 5 builds the model on the
@@ -555,6 +556,7 @@ class VLATinyPolicy(PreTrainedModel):
         sentence = torch.einsum("bw,bwd->bd", score.softmax(-1), words)  # (B, d)
         img, summary, keypoints = self._encode_images(images, sentence)  # (B, C*g*g, d), (B, 2*C*d), (B, C*k*2)
         s = (state.to(self.state_mean) - self.state_mean) / self.state_std
+        s = s * self.state_input_mask  # (D_state,) 0/1: which entries the network may see (config.state_input)
         st = (self.state_proj(s) + self.type_embed[0]).unsqueeze(1)  # (B, 1, d)
         x = torch.cat([st, words + self.type_embed[1], img], 1)  # (B, N, d), N = 1 + W + C*g*g
         valid = torch.cat(
