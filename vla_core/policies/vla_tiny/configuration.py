@@ -42,11 +42,12 @@ class VLATinyConfig(PretrainedConfig):
             is seen by a given head (bootstrap-ish masking so the heads disagree off-distribution).
         head_hidden: hidden width of each ensemble head.
         head_prior_scale: weight of each head's frozen random prior function (0 = plain ensemble).
-        relative_action_dims: None (default) = every action dim but the last (the gripper); n > 0 predicts the first n action dims (the arm's joint targets) relative to the
+        relative_action_dims: n > 0 predicts the first n action dims (the arm's joint targets) relative to the
             same dims of the state at prediction time, action[t + k, :n] - state[t, :n], and adds the state back at
-            inference; the rest (the gripper) stays absolute. Absolute joint targets have a spread over the
-            whole workspace (std ~0.3 rad) that dwarfs one step's motion (~0.01 rad), so a 5% error in normalised
-            units already points the arm the wrong way; relative targets are normalised by the motion itself.
+            inference; the rest stays absolute. None (default) = every action dim but the last (the gripper).
+            Absolute joint targets have a spread over the whole workspace (std ~0.3 rad) that dwarfs one step's
+            motion (~0.01 rad), so a 5% error in normalised units already points the arm the wrong way; relative
+            targets are normalised by the motion itself.
             Assumes the state's first n entries are the joints in action order (true for SimRobot).
         state_input: which state entries the state token carries: "all"; "unanchored" (default: those that are
             not anchors of relative actions, i.e. the gripper closure); "none" (the token is a learned constant).

@@ -6,12 +6,15 @@ Data flow for one prediction (B = batch, C = cameras, g = token grid side, W = i
     instruction --char tokenizer--> ids (B, L) --BERT encoder--> (B, L, d) --pool per word--> (B, W, d) word tokens
     FiLM: sentence embedding (attention-pooled words) scales/shifts the conv features before the last conv layer
         and every image token channel (colour words pick the cube); the queries get the sentence too
-    state (B, D_state) normalised --linear--> (B, 1, d) state token
+    state (B, D_state) normalised, masked to config.state_input (default: gripper only) --linear--> (B, 1, d) token
+    spatial keypoints: 1x1 conv on the FiLM-ed (B, C_film, S/8, S/8) map -> k heatmaps per camera -> softmax ->
+        expected (x, y) each -> (B, C*k*2) --linear--> added to every action query
     fusion: n_layers BERT layers (eager self-attention) over [state, words, image tokens]  -> (B, N, d)
     decoder: T learned action queries; self-attention + eager cross-attention onto the fused tokens -> (B, T, d)
     keypoints: per head and camera, soft-argmax (x, y) + mass of the decoder cross-attention, added to the queries
     heads: K small MLPs (an ensemble, batched as one einsum) on [decoder output, image summary]
-        -> (K, B, T, D_action) normalised actions
+        -> (K, B, T, D_action) normalised targets; the first `relative_action_dims` are relative to the joints at t
+        (added back by predict_chunk, which returns absolute joint targets + gripper)
 
 Why these choices:
   * Conv stem, not a ViT: on ~15k frames a conv learns colour and position from scratch far faster; a 4x4
@@ -32,6 +35,8 @@ Why these choices:
     on training frames every head learns to cancel its prior and fit the target; on frames unlike the training
     set (noise, blank, a new scene) the priors no longer cancel, so the heads disagree. Spread = std across heads;
     the score is its mean in normalised action units. K samples cost one trunk pass and one batched einsum.
+  * Relative joint targets, spatial-softmax keypoints and no joint angles in the state token: measured on the sim
+    benchmark (README, "The policy"); together they took closed-loop pick success from 0.7% to the figure there.
   * Eager attention everywhere a map is read (transformers 5 sdpa returns no weights).
 """
 
