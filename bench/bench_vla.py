@@ -281,7 +281,9 @@ def main(argv=None) -> int:
         "success_rate": o["success_rate"],
         "success_wilson_95": o["wilson_95"],
         "inference_p95_ms": result["inference"]["p95_ms"],
-        "grounding": o["grounding_rate"],
+        "grounding": o["grounding_rate"],  # the cross-attention map: what the goal is judged on
+        "grounding_rollout": o.get("grounding_rate_attention_rollout"),
+        "grounding_keypoints": o.get("grounding_rate_keypoint_attention"),
         "uncertainty_auroc_max": o["uncertainty_auroc_max"],
         "uncertainty_auroc_mean": o["uncertainty_auroc_mean"],
         "training_minutes": result.get("training", {}).get("wall_time_s", 0) / 60,

@@ -33,6 +33,10 @@ __all__ = [
 ]
 
 
+# Maps besides PolicyOutput.attention (the headline grounding) that get the same grounding test when present.
+OTHER_GROUNDING_MAPS = ("attention_rollout", "keypoint_attention")
+
+
 @dataclass(frozen=True)
 class EvalConfig:
     task: str = "pick"
@@ -70,12 +74,14 @@ class EpisodeResult:
     max_uncertainty: float | None
     share_above_threshold: float | None  # of predictions whose uncertainty exceeded the calibrated threshold
     predictions: int  # fresh predict_chunk calls observed (uncertainty and grounding are measured on these)
-    grounding_hits: int
+    grounding_hits: int  # peak of the cross-attention map (PolicyOutput.attention) on the cube
     grounding_frames: int  # predictions where the cube was in view
     wall_s: float
     policy_ms_p50: float
     policy_ms_p95: float
     video: str | None = None
+    # The same test on the policy's other maps, where it has them: {"attention_rollout": hits, ...}.
+    grounding_hits_by_map: dict[str, int] = field(default_factory=dict)
     uncertainties: list[float] = field(default_factory=list, repr=False)
 
     @property
@@ -171,6 +177,7 @@ def run_episode(
     uncertainties: list[float] = []
     latencies: list[float] = []
     hits = frames = 0
+    hits_by_map: dict[str, int] = {}
     success = False
     writer = _VideoWriter(video_path, robot.control_hz) if video_path is not None else None
     t0 = time.perf_counter()
@@ -194,6 +201,11 @@ def run_episode(
                     if bbox is not None:
                         frames += 1
                         hits += attention_peak_hit(heat, bbox, robot.config.image_hw)
+                        for name in OTHER_GROUNDING_MAPS:
+                            maps = getattr(out, name, None) or {}
+                            if grounding_camera in maps:
+                                hit = attention_peak_hit(_map(maps[grounding_camera]), bbox, robot.config.image_hw)
+                                hits_by_map[name] = hits_by_map.get(name, 0) + int(hit)
             if writer is not None:
                 writer.add(observation, heat, step=steps - 1, uncertainty=uncertainties[-1] if uncertainties else None,
                            threshold=threshold, instruction=instruction)  # fmt: skip
@@ -224,6 +236,7 @@ def run_episode(
         policy_ms_p50=float(np.percentile(lat_ms, 50)) if lat_ms.size else 0.0,
         policy_ms_p95=float(np.percentile(lat_ms, 95)) if lat_ms.size else 0.0,
         video=str(video_path) if video_path is not None else None,
+        grounding_hits_by_map=hits_by_map,
         uncertainties=[float(x) for x in u],
     )
 
@@ -304,6 +317,12 @@ def summarize(
         ),
         "grounding_rate": g_hits / g_frames if g_frames else None,
         "grounding_frames": g_frames,
+        # The same peak-in-box test on the other maps (rollout, spatial keypoints), where the policy has them.
+        **{
+            f"grounding_rate_{name}": sum(r.grounding_hits_by_map.get(name, 0) for r in results) / g_frames
+            for name in OTHER_GROUNDING_MAPS
+            if g_frames and any(name in r.grounding_hits_by_map for r in results)
+        },
         # How well a high uncertainty flags a failed rollout (NaN unless both outcomes occurred).
         "uncertainty_auroc_max": auroc([r.max_uncertainty for r in scored], [not r.success for r in scored])
         if scored and any(failed) and not all(failed)

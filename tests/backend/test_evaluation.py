@@ -68,7 +68,12 @@ class ExpertPolicy:
         if bbox is not None:
             cx, cy = (bbox[0] + bbox[2]) / 2, (bbox[1] + bbox[3]) / 2
             heat[int(cy // 8), int(cx // 8)] = 1.0
-        self.last_output = SimpleNamespace(uncertainty=np.array([0.1]), attention={"front": heat[None]})
+        # Keypoint maps that always point at the far corner: graded by the same test, so 0 hits.
+        corner = np.zeros((12, 12), np.float32)
+        corner[0, 0] = 1.0 if bbox is None or bbox[0] > 4 or bbox[1] > 4 else 0.0
+        self.last_output = SimpleNamespace(
+            uncertainty=np.array([0.1]), attention={"front": heat[None]}, keypoint_attention={"front": corner[None]}
+        )
         return self.expert.act(self.robot)
 
 
@@ -84,6 +89,8 @@ def test_rollouts_with_the_expert_succeed_and_ground(tmp_path):
     low, high = report["wilson_95"]
     assert 0.3 < low < 1.0 and high == 1.0
     assert report["grounding_rate"] == 1.0 and report["grounding_frames"] > 50
+    assert report["grounding_rate_keypoint_attention"] == 0.0  # graded on its own map, not the headline one
+    assert "grounding_rate_attention_rollout" not in report  # a map the policy does not give is not reported
     assert report["share_predictions_above_threshold"] == 0.0
     ep = report["per_episode"][0]
     assert ep["seed"] == 100_000 and ep["colour"] == "blue" and ep["success"] and 20 < ep["steps"] < 300

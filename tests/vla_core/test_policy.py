@@ -148,8 +148,12 @@ def test_predict_chunk_shapes_and_ranges(synth, tiny_policy):
         assert tok.shape == (B, 5, g, g) and float(tok.min()) >= 0 and float(tok.max()) <= 1
         assert float(tok[2, 2:].abs().sum()) == 0.0  # rows past "lift it" are empty
         assert torch.allclose(tok[0].flatten(1).amax(1), torch.ones(5))
+        kp = out.keypoint_attention[cam]  # spatial-softmax keypoints on the 48 / 8 = 6 x 6 conv map
+        assert kp.shape == (B, 6, 6) and float(kp.min()) >= 0.0
+        assert torch.allclose(kp.flatten(1).amax(1), torch.ones(B))
     share = sum(out.camera_weight[c] for c in CAMERAS)
     assert torch.allclose(share, torch.ones(B), atol=1e-5)
+    assert tiny_policy(spatial_keypoints=0).predict_chunk(obs, tasks).keypoint_attention == {}
     # The spread is the std of the samples, in raw units; the mean is the ensemble mean.
     assert torch.allclose(out.action_samples.mean(0), out.actions, atol=1e-5)
     assert torch.allclose(out.action_samples.std(0, unbiased=False), out.action_std, atol=1e-5)

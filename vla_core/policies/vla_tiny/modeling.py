@@ -86,6 +86,8 @@ class PolicyOutput:
     uncertainty: (B,) mean of the per-step std in normalised action units (higher = less sure).
     action_samples: (K, B, T, D_action) raw units, every head's chunk.
     camera_weight: {cam: (B,)} share of the queries' image attention that goes to each camera (sums to 1).
+    keypoint_attention: {cam: (B, h, w)} in [0, 1] (h = w = image_size / 8), where the spatial-softmax keypoints sit:
+        their softmax maps averaged, each weighted by how much the action reads it; empty without keypoints.
     """
 
     actions: Any
@@ -97,6 +99,7 @@ class PolicyOutput:
     uncertainty: Any
     action_samples: Any = None
     camera_weight: dict[str, Any] = field(default_factory=dict)
+    keypoint_attention: dict[str, Any] = field(default_factory=dict)
 
     def numpy(self) -> PolicyOutput:
         """A copy with every tensor as a float32 numpy array."""
@@ -112,13 +115,14 @@ class PolicyOutput:
 
 
 # ----------------------------------------------------------------------------------------------------- blocks
-def spatial_softmax(logits: torch.Tensor) -> torch.Tensor:
-    """(B, k, h, w) heatmap logits -> (B, k, 2) expected (x, y) under each map's softmax, in [-1, 1]."""
+def spatial_softmax(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, k, h, w) heatmap logits -> ((B, k, 2) expected (x, y) under each map's softmax in [-1, 1], the (B, k, h, w)
+    softmax maps themselves)."""
     b, k, h, w = logits.shape
     p = logits.flatten(2).softmax(-1).view(b, k, h, w)
     xs = torch.linspace(-1.0, 1.0, w, device=logits.device, dtype=logits.dtype)
     ys = torch.linspace(-1.0, 1.0, h, device=logits.device, dtype=logits.dtype)
-    return torch.stack([(p.sum(2) * xs).sum(-1), (p.sum(3) * ys).sum(-1)], -1)
+    return torch.stack([(p.sum(2) * xs).sum(-1), (p.sum(3) * ys).sum(-1)], -1), p
 
 
 class ConvStem(nn.Module):
@@ -534,10 +538,11 @@ class VLATinyPolicy(PreTrainedModel):
             f, fine = self.vision(x, film)
         else:
             f = fine = self.vision(x)
-        keypoints = None
+        keypoints = keypoint_maps = None
         if self.spatial_kp is not None:
-            keypoints = spatial_softmax(self.spatial_kp(fine))  # (C*B, k, 2) in [-1, 1]
-            keypoints = keypoints.view(C, B, -1).transpose(0, 1).reshape(B, -1)  # (B, C*k*2)
+            xy, probs = spatial_softmax(self.spatial_kp(fine))  # (C*B, k, 2) in [-1, 1], (C*B, k, h, w)
+            keypoints = xy.view(C, B, -1).transpose(0, 1).reshape(B, -1)  # (B, C*k*2)
+            keypoint_maps = self._keypoint_maps(probs, C, B)
         if f.shape[-2:] != (self.grid, self.grid):
             f = F.adaptive_avg_pool2d(f, self.grid)
         tok = self.vision_proj(f.flatten(2).transpose(1, 2))  # (C*B, g*g, d)
@@ -549,7 +554,16 @@ class VLATinyPolicy(PreTrainedModel):
         # Image summary for the ensemble heads: per-camera mean and std of the patch features (B, 2*C*d).
         summary = torch.cat([tok.mean(2), tok.std(2, unbiased=False)], -1).flatten(1)
         tok = tok + self.pos_code + self.pos_embed + self.camera_embed[:, None] + self.type_embed[2]
-        return tok.reshape(B, C * self.n_img, -1), summary, keypoints
+        return tok.reshape(B, C * self.n_img, -1), summary, keypoints, keypoint_maps
+
+    def _keypoint_maps(self, probs: torch.Tensor, C: int, B: int) -> torch.Tensor:
+        """(C*B, k, h, w) keypoint softmax maps -> (B, C, h, w): their mean per camera, each keypoint weighted by how
+        strongly the action queries read it (the norm of its x, y columns in `spatial_kp_proj`)."""
+        k = probs.shape[1]
+        weight = self.spatial_kp_proj.weight.detach().view(-1, C, k, 2).norm(dim=(0, 3))  # (C, k)
+        weight = weight / weight.sum(-1, keepdim=True).clamp_min(1e-12)
+        maps = probs.view(C, B, k, *probs.shape[-2:])
+        return torch.einsum("ck,cbkhw->bchw", weight, maps)
 
     def _run(self, images: list[torch.Tensor], state: torch.Tensor, instructions) -> dict[str, Any]:
         """The network on prepared inputs. images normalised float per camera; state raw (B, D_state)."""
@@ -559,7 +573,9 @@ class VLATinyPolicy(PreTrainedModel):
         # mean let paraphrase words drown the colour word and stalled learning (measured).
         score = self.word_score(words).squeeze(-1).masked_fill(~word_mask, float("-inf"))  # (B, W)
         sentence = torch.einsum("bw,bwd->bd", score.softmax(-1), words)  # (B, d)
-        img, summary, keypoints = self._encode_images(images, sentence)  # (B, C*g*g, d), (B, 2*C*d), (B, C*k*2)
+        img, summary, keypoints, keypoint_maps = self._encode_images(
+            images, sentence
+        )  # (B, C*g*g, d), (B, 2*C*d), (B, C*k*2)
         s = (state.to(self.state_mean) - self.state_mean) / self.state_std
         s = s * self.state_input_mask  # (D_state,) 0/1: which entries the network may see (config.state_input)
         st = (self.state_proj(s) + self.type_embed[0]).unsqueeze(1)  # (B, 1, d)
@@ -595,6 +611,7 @@ class VLATinyPolicy(PreTrainedModel):
             "valid": valid,
             "n_words": W,
             "words": word_list,
+            "keypoint_maps": keypoint_maps,  # (B, C, h, w) or None
         }
 
     def _attention_keypoints(self, cross: torch.Tensor, img0: int) -> torch.Tensor:
@@ -719,6 +736,11 @@ class VLATinyPolicy(PreTrainedModel):
             tok = normalize_maps(rollout[:, 1 : 1 + W, sl]) * word_valid.unsqueeze(-1)  # (B, W, g*g)
             token_attention[cam] = tok.view(B, W, g, g)
             camera_weight[cam] = cross[:, sl].sum(-1) / img_mass
+        keypoint_attention = {}
+        if out["keypoint_maps"] is not None:
+            for i, cam in enumerate(self.cameras):
+                m = out["keypoint_maps"][:, i]  # (B, h, w)
+                keypoint_attention[cam] = normalize_maps(m.flatten(1)).view_as(m)
         return PolicyOutput(
             actions=self._to_absolute(mean_n * self.action_std + self.action_mean, state),
             attention=attention,
@@ -729,6 +751,7 @@ class VLATinyPolicy(PreTrainedModel):
             uncertainty=std_n.mean((1, 2)),
             action_samples=samples,
             camera_weight=camera_weight,
+            keypoint_attention=keypoint_attention,
         )
 
     # ------------------------------------------------------------------------------------------ execution
