@@ -2,12 +2,14 @@
 grounding and how well uncertainty flags failures. Writes bench/results/vla.json (+ vla_success_curve.png).
 
     python -m bench.bench_vla                       # 15 min training, 100 held-out seeds per colour
-    python -m bench.bench_vla --curve               # + success of the 3/6/9/12 min checkpoints (30 seeds/colour)
+    python -m bench.bench_vla --curve               # + every checkpoint (3/6/9/12/15 min) on validation seeds;
+                                                    #   the best one is then tested (checkpoint selection)
     python -m bench.bench_vla --skip-train          # evaluate the model already in --model-dir
 
 Data: VLA_DATA_DIR (default bench/out/data) must hold the dataset, recorded with
     run.py demos --task pick --colour red --episodes 50 --dataset pick150 --seed 0   (green: 1000, blue: 2000)
-Evaluation seeds start at 100000 (red), 101000 (green), 102000 (blue): disjoint from every training seed.
+Test seeds start at 100000 (red), 101000 (green), 102000 (blue), validation seeds at 200000 / 201000 / 202000:
+disjoint from each other and from every training seed.
 Rollouts run in `--workers` processes (one torch thread each): on 2 cores that roughly halves evaluation time.
 
 Goals: success >= 80% (stretch 90%), inference p95 <= 15 ms at batch 1 with attention + uncertainty,
@@ -33,7 +35,10 @@ import numpy as np  # noqa: E402
 from bench.machine import RESULTS_DIR, write_result  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-COLOUR_SEEDS = {"red": 100_000, "green": 101_000, "blue": 102_000}
+COLOUR_SEEDS = {"red": 100_000, "green": 101_000, "blue": 102_000}  # test: the headline figures
+# Closed-loop validation, for choosing a checkpoint: disjoint from the training seeds and from the test seeds, so
+# the test figures are not selected on. Offline validation loss kept falling while closed-loop success did not.
+VALIDATION_SEEDS = {"red": 200_000, "green": 201_000, "blue": 202_000}
 GOALS = {"success_rate": 0.80, "success_stretch": 0.90, "inference_p95_ms": 15.0, "grounding": 0.80, "auroc": 0.80}
 
 
@@ -91,23 +96,25 @@ def _eval_worker(model_dir: str, colour: str, seeds: list[int], max_steps: int) 
     return results
 
 
-def evaluate_model(model_dir: Path, episodes: int, workers: int, max_steps: int) -> dict:
-    """Rollouts for every colour over `workers` processes; returns summaries per colour and overall."""
+def evaluate_model(model_dir: Path, episodes: int, workers: int, max_steps: int, seeds=COLOUR_SEEDS) -> dict:
+    """Rollouts for every colour (seeds base, base + 1, ... per colour) over `workers` processes; returns
+    summaries per colour and overall."""
     from backend.services.evaluation import summarize
     from vla_core.policies import load_policy
 
     threshold = getattr(load_policy(model_dir).config, "uncertainty_threshold", None)
     jobs = []
-    for colour, base in COLOUR_SEEDS.items():
-        seeds = list(range(base, base + episodes))
+    for colour, base in seeds.items():
+        seeds_c = list(range(base, base + episodes))
         for w in range(workers):
-            if seeds[w::workers]:
-                jobs.append((colour, seeds[w::workers]))
+            if seeds_c[w::workers]:
+                jobs.append((colour, seeds_c[w::workers]))
     t0 = time.perf_counter()
-    by_colour: dict[str, list] = {c: [] for c in COLOUR_SEEDS}
+    by_colour: dict[str, list] = {c: [] for c in seeds}
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
         futures = [
-            (colour, pool.submit(_eval_worker, str(model_dir), colour, seeds, max_steps)) for colour, seeds in jobs
+            (colour, pool.submit(_eval_worker, str(model_dir), colour, job_seeds, max_steps))
+            for colour, job_seeds in jobs
         ]
         for colour, fut in futures:
             by_colour[colour] += fut.result()
@@ -119,7 +126,7 @@ def evaluate_model(model_dir: Path, episodes: int, workers: int, max_steps: int)
         everything += results
         s = summarize(results, threshold=threshold, model_dir=model_dir)
         s.pop("per_episode")
-        out["per_colour"][colour] = {**s, "task": "pick", "colour": colour, "seed_base": COLOUR_SEEDS[colour]}
+        out["per_colour"][colour] = {**s, "task": "pick", "colour": colour, "seed_base": seeds[colour]}
     overall = summarize(everything, threshold=threshold, model_dir=model_dir)
     overall["task"] = "pick"
     out["overall"] = {k: v for k, v in overall.items() if k != "per_episode"}
@@ -222,23 +229,24 @@ def main(argv=None) -> int:
             cache_dir=args.cache_dir, val_every=250, num_threads=args.threads,
         )  # fmt: skip
         ref = train(cfg, store=store, paraphrases=paraphrase_table())
-        meta = json.loads((ref.path / "training_metadata.json").read_text())
-        result["training"] = {
-            k: meta[k]
-            for k in (
-                "steps",
-                "wall_time_s",
-                "load_time_s",
-                "final_loss",
-                "final_val_loss",
-                "samples_per_s",
-                "uncertainty",
-                "frames",
-            )
-        }
-        result["training"]["episodes"] = {k: len(v) for k, v in meta["episodes"].items()}
-        result["training"]["config"] = meta["config"]
-        print(f"trained {ref.step} steps in {meta['wall_time_s'] / 60:.1f} min", flush=True)
+        print(f"trained {ref.step} steps", flush=True)
+    # The training record of the model evaluated (this run's, or the one in --model-dir with --skip-train).
+    meta = json.loads((args.model_dir / "training_metadata.json").read_text())
+    result["training"] = {
+        k: meta[k]
+        for k in (
+            "steps",
+            "wall_time_s",
+            "load_time_s",
+            "final_loss",
+            "final_val_loss",
+            "samples_per_s",
+            "uncertainty",
+            "frames",
+        )
+    }
+    result["training"]["episodes"] = {k: len(v) for k, v in meta["episodes"].items()}
+    result["training"]["config"] = meta["config"]
     from vla_core.policies import load_policy
 
     pol = load_policy(args.model_dir)
@@ -252,30 +260,35 @@ def main(argv=None) -> int:
     print(f"inference p95 {result['inference']['p95_ms']:.1f} ms (1 thread), "
           f"{result['inference_all_cores']['p95_ms']:.1f} ms (all cores)", flush=True)  # fmt: skip
 
-    final = evaluate_model(args.model_dir, args.episodes, args.workers, args.max_steps)
-    o = final["overall"]
-    result["evaluation"] = final
-    print(f"final: success {o['success_rate']:.1%} {o['wilson_95']}, grounding {o['grounding_rate']}, "
-          f"AUROC max {o['uncertainty_auroc_max']} ({final['wall_s'] / 60:.1f} min)", flush=True)  # fmt: skip
-
-    curve = []
+    # Choose the checkpoint by closed-loop success on validation seeds (the curve), then test it on the test seeds.
+    selected, curve = args.model_dir, []
+    final_steps = json.loads((args.model_dir / "training_metadata.json").read_text())["steps"]
     if args.curve:
         for ckpt in list_checkpoints(args.model_dir):
             meta = json.loads((ckpt / "training_metadata.json").read_text())
-            if meta["steps"] == result.get("training", {}).get("steps"):
-                continue  # the final model, evaluated above with more episodes
-            ev = evaluate_model(ckpt, args.curve_episodes, args.workers, args.max_steps)["overall"]
+            ev = evaluate_model(ckpt, args.curve_episodes, args.workers, args.max_steps, VALIDATION_SEEDS)["overall"]
             curve.append({"minutes": meta["wall_time_s"] / 60, "steps": meta["steps"], "checkpoint": ckpt.name,
-                          **{k: ev[k] for k in ("episodes", "successes", "success_rate", "wilson_95")}})  # fmt: skip
-            print(f"  {ckpt.name} ({meta['wall_time_s'] / 60:.1f} min): {ev['success_rate']:.1%}", flush=True)
-    if "training" in result:
-        curve.append({"minutes": result["training"]["wall_time_s"] / 60, "steps": result["training"]["steps"],
-                      "checkpoint": "final", **{k: o[k] for k in ("episodes", "successes", "success_rate",
-                                                                  "wilson_95")}})  # fmt: skip
+                          "seeds": "validation", **{k: ev[k] for k in ("episodes", "successes", "success_rate",
+                                                                       "wilson_95")}})  # fmt: skip
+            print(f"  {ckpt.name} ({meta['wall_time_s'] / 60:.1f} min): {ev['success_rate']:.1%} on validation seeds",
+                  flush=True)  # fmt: skip
+        if curve:
+            best = max(curve, key=lambda c: (c["success_rate"], c["steps"]))  # ties: the later checkpoint
+            if best["steps"] != final_steps:  # the final model folder also holds the calibrated threshold
+                selected = args.model_dir / "checkpoints" / best["checkpoint"]
+            result["selection"] = {"rule": "best closed-loop success on the validation seeds", **best,
+                                   "validation_seeds": VALIDATION_SEEDS, "model": str(selected)}  # fmt: skip
     result["curve"] = curve
     if curve:
         plot_curve(curve, RESULTS_DIR / "vla_success_curve.png")
         result["curve_plot"] = "bench/results/vla_success_curve.png"
+
+    final = evaluate_model(selected, args.episodes, args.workers, args.max_steps)
+    o = final["overall"]
+    result["evaluation"] = final
+    print(f"test ({selected.name}): success {o['success_rate']:.1%} {o['wilson_95']}, grounding "
+          f"{o['grounding_rate']}, AUROC max {o['uncertainty_auroc_max']} ({final['wall_s'] / 60:.1f} min)",
+          flush=True)  # fmt: skip
 
     result["headline"] = {
         "success_rate": o["success_rate"],
@@ -287,6 +300,7 @@ def main(argv=None) -> int:
         "uncertainty_auroc_max": o["uncertainty_auroc_max"],
         "uncertainty_auroc_mean": o["uncertainty_auroc_mean"],
         "training_minutes": result.get("training", {}).get("wall_time_s", 0) / 60,
+        "selected_checkpoint_minutes": result.get("selection", {}).get("minutes"),
     }
     h = result["headline"]
     result["goals_met"] = {
