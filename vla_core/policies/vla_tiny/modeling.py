@@ -528,7 +528,8 @@ class VLATinyPolicy(PreTrainedModel):
         return self.text_norm(words), enc["word_mask"].to(dev), enc["words"]
 
     def _encode_images(self, images: list[torch.Tensor], sentence: torch.Tensor) -> torch.Tensor:
-        """images: per camera float (B, 3, S, S) normalised; sentence (B, d) -> (B, C*g*g, d)."""
+        """images: per camera float (B, 3, S, S) normalised; sentence (B, d) -> image tokens (B, C*g*g, d), summary
+        (B, 2*C*d), spatial keypoints (B, C*k*2) and their maps (B, C, S/8, S/8); the last two None without them."""
         B, C = images[0].shape[0], len(images)
         x = torch.cat(images, 0)  # (C*B, 3, S, S): one conv pass for all cameras
         if isinstance(self.vision, ConvStem):
@@ -573,9 +574,8 @@ class VLATinyPolicy(PreTrainedModel):
         # mean let paraphrase words drown the colour word and stalled learning (measured).
         score = self.word_score(words).squeeze(-1).masked_fill(~word_mask, float("-inf"))  # (B, W)
         sentence = torch.einsum("bw,bwd->bd", score.softmax(-1), words)  # (B, d)
-        img, summary, keypoints, keypoint_maps = self._encode_images(
-            images, sentence
-        )  # (B, C*g*g, d), (B, 2*C*d), (B, C*k*2)
+        # (B, C*g*g, d) tokens, (B, 2*C*d) summary, (B, C*k*2) keypoints, (B, C, h, w) keypoint maps
+        img, summary, keypoints, keypoint_maps = self._encode_images(images, sentence)
         s = (state.to(self.state_mean) - self.state_mean) / self.state_std
         s = s * self.state_input_mask  # (D_state,) 0/1: which entries the network may see (config.state_input)
         st = (self.state_proj(s) + self.type_embed[0]).unsqueeze(1)  # (B, 1, d)
