@@ -75,6 +75,7 @@ from storage.episode_meta import (
     validate_meta,
     validate_name,
 )
+from storage.episode_query import EpisodeQuery, build_count, build_select
 from storage.episode_recorder import EpisodeRecorder
 from storage.errors import (
     FormatError,
@@ -227,6 +228,15 @@ class EpisodeStore:
                 query = query.where(Episode.dataset_id == ds_id)
             rows = session.execute(query.order_by(Episode.created_at, Episode.id)).all()
             return [self._info(ep, name) for ep, name in rows]
+
+    def query_episodes(self, query: EpisodeQuery) -> tuple[list[EpisodeInfo], int]:
+        """One page of episodes matching `query` and the total number that match (ValueError on a bad query).
+        Filtering, sorting and paging happen in SQL (storage.episode_query)."""
+        query.validate()
+        with self._sf() as session:
+            total = int(session.execute(build_count(query)).scalar_one())
+            rows = session.execute(build_select(query)).all()
+            return [self._info(ep, name) for ep, name in rows], total
 
     def get_episode(self, episode_id: int) -> EpisodeInfo:
         with self._sf() as session:

@@ -62,6 +62,22 @@ def test_episodes_list_newest_first_and_paging(client, store):
     assert client.get("/api/episodes/9999").status_code == 404
 
 
+def test_episodes_filters_sort_and_bad_queries(client, store):
+    a = record_episode(store, operator="alice")
+    b = record_episode(store, operator="bob", dataset="other")
+    body = client.get("/api/episodes", params={"operator": "bob", "success": "success"}).json()
+    assert body["count"] == 1 and body["data"][0]["id"] == b
+    assert client.get("/api/episodes", params={"success": "failure"}).json()["count"] == 0
+    assert client.get("/api/episodes", params={"instruction": "RED cube"}).json()["count"] == 2
+    asc = client.get("/api/episodes", params={"sort": "id", "order": "asc"}).json()
+    assert [e["id"] for e in asc["data"]] == [a, b]
+    for bad in ({"sort": "colour"}, {"order": "up"}, {"success": "maybe"}, {"source": "robot"},
+                {"created_from": "yesterday"}, {"created_from": "2026-02-01", "created_to": "2026-01-01"}):  # fmt: skip
+        r = client.get("/api/episodes", params=bad)
+        assert r.status_code == 422, bad
+        assert r.json()["detail"], bad  # says what is wrong
+
+
 def test_thumbnail_and_video_ranges(client, store):
     ep = record_episode(store)
     r = client.get(f"/api/episodes/{ep}/thumbnail.jpg")

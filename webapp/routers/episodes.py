@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import io
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated, Literal
 
 import av
 from fastapi import APIRouter, HTTPException, Query, Response
 from fastapi.responses import FileResponse
 
+from storage.episode_query import MAX_LIMIT, EpisodeQuery, SortKey, SuccessLabel
+from storage.models import EpisodeSource
 from webapp.deps import StoreDep
 from webapp.schemas import EpisodePublic, EpisodesPublic
 
@@ -53,19 +57,31 @@ def _episode(store, episode_id: int):
 def list_episodes(
     store: StoreDep,
     offset: int = Query(0, ge=0),
-    limit: int = Query(50, ge=1, le=500),
+    limit: int = Query(50, ge=1, le=MAX_LIMIT),
     dataset: str | None = None,
-    source: str | None = None,
+    task: str | None = None,
+    instruction: str | None = Query(None, max_length=200, description="case-insensitive substring"),
+    source: EpisodeSource | None = None,
+    operator: str | None = None,
+    success: Annotated[
+        SuccessLabel | None, Query(description="the operator's verdict, else the automatic check")
+    ] = None,
+    created_from: Annotated[datetime | None, Query(description="inclusive (ISO 8601)")] = None,
+    created_to: Annotated[datetime | None, Query(description="exclusive (ISO 8601)")] = None,
+    sort: SortKey = SortKey.CREATED_AT,
+    order: Literal["asc", "desc"] = "desc",
 ) -> EpisodesPublic:
-    """Newest first; `count` is the total before paging."""
+    """Filtered, sorted and paged in SQL; `count` is the number that match before paging."""
+    query = EpisodeQuery(
+        dataset=dataset, task=task, instruction=instruction, source=source, operator=operator, success=success,
+        created_from=created_from, created_to=created_to, sort=sort, descending=order == "desc", offset=offset,
+        limit=limit,
+    )  # fmt: skip
     try:
-        infos = store.list_episodes(dataset)
-    except LookupError:
-        infos = []
-    if source is not None:
-        infos = [i for i in infos if i.source == source]
-    infos.sort(key=lambda i: (i.created_at, i.id), reverse=True)
-    return EpisodesPublic(data=[to_public(i) for i in infos[offset : offset + limit]], count=len(infos))
+        infos, total = store.query_episodes(query)
+    except ValueError as error:
+        raise HTTPException(422, str(error)) from error
+    return EpisodesPublic(data=[to_public(i) for i in infos], count=total)
 
 
 @router.get("/{episode_id}")
