@@ -82,7 +82,9 @@ def test_every_filter_matches_a_python_reference(store, rows):
 def test_sorting_and_paging_cover_every_row_once(store, rows):
     seen = []
     for offset in range(0, rows, 30):
-        infos, total = store.query_episodes(EpisodeQuery(sort=SortKey.LENGTH, descending=False, offset=offset, limit=30))
+        infos, total = store.query_episodes(
+            EpisodeQuery(sort=SortKey.LENGTH, descending=False, offset=offset, limit=30)
+        )
         assert total == rows
         seen += infos
     assert sorted(i.id for i in seen) == list(range(1, rows + 1))  # no overlap, nothing skipped
