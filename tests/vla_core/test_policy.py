@@ -287,7 +287,8 @@ def test_attention_rollout_identity_and_rows():
 def test_relative_actions_are_learned_as_deltas_and_returned_absolute(synth, tiny_policy):
     """With relative_action_dims=n the loss compares against action - state on the first n dims, and predictions
     come back absolute: the same network output shifted by the state."""
-    policy = tiny_policy(relative_action_dims=1).eval()
+    # state_input="none": switching relative_action_dims below must not change what the network sees.
+    policy = tiny_policy(relative_action_dims=1, state_input="none").eval()
     batch = synth.make_batch(np.random.default_rng(7), 4, size=48, chunk=4)
     state = batch[OBS_STATE]
     shifted = {**obs_of(batch), OBS_STATE: state}

@@ -422,7 +422,6 @@ class VLATinyPolicy(PreTrainedModel):
         # Normalisation: persistent buffers, so they travel in model.safetensors.
         self.register_buffer("state_mean", torch.zeros(c.state_dim))
         self.register_buffer("state_std", torch.ones(c.state_dim))
-        self.register_buffer("state_input_mask", c.state_input_mask(), persistent=True)
         self.register_buffer("action_mean", torch.zeros(c.action_dim))
         self.register_buffer("action_std", torch.ones(c.action_dim))
         # Even fixed buffers (image stats, position codes) are persistent: transformers 5 builds the model on the
@@ -460,6 +459,11 @@ class VLATinyPolicy(PreTrainedModel):
         if module is self.film or module is self.film_conv:  # FiLM starts as the identity
             hf_init.zeros_(module.weight)
             hf_init.zeros_(module.bias)
+
+    @property
+    def state_input_mask(self) -> torch.Tensor:
+        """(D_state,) 0/1: the state entries the state token sees, derived from the config on every call."""
+        return self.config.state_input_mask()
 
     @property
     def tokenizer(self):
@@ -529,7 +533,8 @@ class VLATinyPolicy(PreTrainedModel):
 
     def _encode_images(self, images: list[torch.Tensor], sentence: torch.Tensor) -> torch.Tensor:
         """images: per camera float (B, 3, S, S) normalised; sentence (B, d) -> image tokens (B, C*g*g, d), summary
-        (B, 2*C*d), spatial keypoints (B, C*k*2) and their maps (B, C, S/8, S/8); the last two None without them."""
+        (B, 2*C*d), spatial keypoints (B, C*k*2) and their softmax maps (C*B, k, S/8, S/8); the last two are None
+        without keypoints."""
         B, C = images[0].shape[0], len(images)
         x = torch.cat(images, 0)  # (C*B, 3, S, S): one conv pass for all cameras
         if isinstance(self.vision, ConvStem):
@@ -539,11 +544,10 @@ class VLATinyPolicy(PreTrainedModel):
             f, fine = self.vision(x, film)
         else:
             f = fine = self.vision(x)
-        keypoints = keypoint_maps = None
+        keypoints = keypoint_probs = None
         if self.spatial_kp is not None:
-            xy, probs = spatial_softmax(self.spatial_kp(fine))  # (C*B, k, 2) in [-1, 1], (C*B, k, h, w)
+            xy, keypoint_probs = spatial_softmax(self.spatial_kp(fine))  # (C*B, k, 2) in [-1, 1], (C*B, k, h, w)
             keypoints = xy.view(C, B, -1).transpose(0, 1).reshape(B, -1)  # (B, C*k*2)
-            keypoint_maps = self._keypoint_maps(probs, C, B)
         if f.shape[-2:] != (self.grid, self.grid):
             f = F.adaptive_avg_pool2d(f, self.grid)
         tok = self.vision_proj(f.flatten(2).transpose(1, 2))  # (C*B, g*g, d)
@@ -555,7 +559,7 @@ class VLATinyPolicy(PreTrainedModel):
         # Image summary for the ensemble heads: per-camera mean and std of the patch features (B, 2*C*d).
         summary = torch.cat([tok.mean(2), tok.std(2, unbiased=False)], -1).flatten(1)
         tok = tok + self.pos_code + self.pos_embed + self.camera_embed[:, None] + self.type_embed[2]
-        return tok.reshape(B, C * self.n_img, -1), summary, keypoints, keypoint_maps
+        return tok.reshape(B, C * self.n_img, -1), summary, keypoints, keypoint_probs
 
     def _keypoint_maps(self, probs: torch.Tensor, C: int, B: int) -> torch.Tensor:
         """(C*B, k, h, w) keypoint softmax maps -> (B, C, h, w): their mean per camera, each keypoint weighted by how
@@ -575,9 +579,9 @@ class VLATinyPolicy(PreTrainedModel):
         score = self.word_score(words).squeeze(-1).masked_fill(~word_mask, float("-inf"))  # (B, W)
         sentence = torch.einsum("bw,bwd->bd", score.softmax(-1), words)  # (B, d)
         # (B, C*g*g, d) tokens, (B, 2*C*d) summary, (B, C*k*2) keypoints, (B, C, h, w) keypoint maps
-        img, summary, keypoints, keypoint_maps = self._encode_images(images, sentence)
+        img, summary, keypoints, keypoint_probs = self._encode_images(images, sentence)
         s = (state.to(self.state_mean) - self.state_mean) / self.state_std
-        s = s * self.state_input_mask  # (D_state,) 0/1: which entries the network may see (config.state_input)
+        s = s * self.state_input_mask.to(s)  # (D_state,) 0/1: which entries the network may see (config.state_input)
         st = (self.state_proj(s) + self.type_embed[0]).unsqueeze(1)  # (B, 1, d)
         x = torch.cat([st, words + self.type_embed[1], img], 1)  # (B, N, d), N = 1 + W + C*g*g
         valid = torch.cat(
@@ -611,7 +615,7 @@ class VLATinyPolicy(PreTrainedModel):
             "valid": valid,
             "n_words": W,
             "words": word_list,
-            "keypoint_maps": keypoint_maps,  # (B, C, h, w) or None
+            "keypoint_probs": keypoint_probs,  # (C*B, k, h, w) or None; maps are built only when predicting
         }
 
     def _attention_keypoints(self, cross: torch.Tensor, img0: int) -> torch.Tensor:
@@ -737,9 +741,10 @@ class VLATinyPolicy(PreTrainedModel):
             token_attention[cam] = tok.view(B, W, g, g)
             camera_weight[cam] = cross[:, sl].sum(-1) / img_mass
         keypoint_attention = {}
-        if out["keypoint_maps"] is not None:
+        if out["keypoint_probs"] is not None:
+            maps = self._keypoint_maps(out["keypoint_probs"], len(self.cameras), B)  # (B, C, h, w)
             for i, cam in enumerate(self.cameras):
-                m = out["keypoint_maps"][:, i]  # (B, h, w)
+                m = maps[:, i]  # (B, h, w)
                 keypoint_attention[cam] = normalize_maps(m.flatten(1)).view_as(m)
         return PolicyOutput(
             actions=self._to_absolute(mean_n * self.action_std + self.action_mean, state),
