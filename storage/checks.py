@@ -29,9 +29,11 @@ if TYPE_CHECKING:
 
 def _check_episode(store: EpisodeStore, info: EpisodeInfo, *, verify_checksums: bool) -> list[str]:
     where = f"episode {info.id} ({info.path})"
-    expected_path = f"{EPISODES_DIR}/{info.dataset}/{info.uid}"
-    if info.path != expected_path:
-        return [f"{where}: path should be {expected_path!r} for dataset {info.dataset!r} and uid {info.uid}"]
+    # The folder is named after the dataset the episode was recorded into; moving it to another dataset (or
+    # merging datasets) changes only the row, so any dataset folder name is fine here.
+    parts = info.path.split("/")
+    if len(parts) != 3 or parts[0] != EPISODES_DIR or parts[2] != info.uid or not parts[1]:
+        return [f"{where}: path should be '{EPISODES_DIR}/<dataset>/{info.uid}'"]
     root = store.data_dir / info.path
     if not root.is_dir():
         return [f"{where}: folder is missing"]
@@ -93,7 +95,7 @@ def check_store(store: EpisodeStore, *, verify_checksums: bool = True) -> list[s
       this process, nothing in ``lost+found/``.
     """
     problems: list[str] = []
-    episodes = store.list_episodes()
+    episodes = store.list_episodes(include_trashed=True)
     for info in episodes:
         problems += _check_episode(store, info, verify_checksums=verify_checksums)
 

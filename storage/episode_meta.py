@@ -116,6 +116,14 @@ class EpisodeInfo:
     path: str  # posix, relative to the data dir
     checksums: dict[str, str]
     extra: dict[str, Any]
+    # Annotation (storage.annotations edits these) and curation state.
+    paraphrases: list[str] = field(default_factory=list)
+    segments: list[dict[str, Any]] = field(default_factory=list)  # [{"start", "end" (inclusive), "text"}]
+    failure_reason: str | None = None
+    notes: str = ""
+    version: int = 1
+    deleted_at: datetime | None = None
+    quality_flags: dict[str, str] = field(default_factory=dict)  # {flag name: detail}
 
     @property
     def duration(self) -> float:

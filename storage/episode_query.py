@@ -13,9 +13,9 @@ from datetime import datetime
 from sqlalchemy import Select, and_, func, select
 from sqlalchemy.sql import ColumnElement
 
-from storage.models import Dataset, Episode, EpisodeSource
+from storage.models import Dataset, Episode, EpisodeQualityFlag, EpisodeSource, QualityFlagName
 
-__all__ = ["EpisodeQuery", "SortKey", "SuccessLabel", "build_count", "build_select"]
+__all__ = ["EpisodeQuery", "SortKey", "SuccessLabel", "build_count", "build_select", "filter_conditions"]
 
 MAX_LIMIT = 500
 
@@ -46,6 +46,8 @@ class EpisodeQuery:
     success: SuccessLabel | None = None
     created_from: datetime | None = None  # inclusive
     created_to: datetime | None = None  # exclusive
+    quality_flag: QualityFlagName | None = None  # episodes carrying this flag
+    trashed: bool = False  # False: live episodes only; True: the trash only
     sort: SortKey = SortKey.CREATED_AT
     descending: bool = True
     offset: int = 0
@@ -64,8 +66,9 @@ def _effective_success() -> ColumnElement:
     return func.coalesce(Episode.human_success, Episode.auto_success)
 
 
-def _conditions(q: EpisodeQuery) -> list[ColumnElement]:
-    c: list[ColumnElement] = []
+def filter_conditions(q: EpisodeQuery) -> list[ColumnElement]:
+    """WHERE terms of the query's filters (the caller joins Dataset); paging and sort are left out."""
+    c: list[ColumnElement] = [Episode.deleted_at.is_not(None) if q.trashed else Episode.deleted_at.is_(None)]
     if q.dataset is not None:
         c.append(Dataset.name == q.dataset)
     if q.task is not None:
@@ -88,6 +91,9 @@ def _conditions(q: EpisodeQuery) -> list[ColumnElement]:
         c.append(Episode.created_at >= q.created_from)
     if q.created_to is not None:
         c.append(Episode.created_at < q.created_to)
+    if q.quality_flag is not None:  # a semi-join on the (flag) index
+        flagged = select(EpisodeQualityFlag.episode_id).where(EpisodeQualityFlag.flag == q.quality_flag)
+        c.append(Episode.id.in_(flagged))
     return c
 
 
@@ -96,13 +102,9 @@ def build_select(q: EpisodeQuery) -> Select:
     column = getattr(Episode, q.sort.value)
     order = (column.desc(), Episode.id.desc()) if q.descending else (column.asc(), Episode.id.asc())
     query = select(Episode, Dataset.name).join(Dataset, Episode.dataset_id == Dataset.id)
-    conditions = _conditions(q)
-    if conditions:
-        query = query.where(and_(*conditions))
-    return query.order_by(*order).offset(q.offset).limit(q.limit)
+    return query.where(and_(*filter_conditions(q))).order_by(*order).offset(q.offset).limit(q.limit)
 
 
 def build_count(q: EpisodeQuery) -> Select:
     query = select(func.count(Episode.id)).select_from(Episode).join(Dataset, Episode.dataset_id == Dataset.id)
-    conditions = _conditions(q)
-    return query.where(and_(*conditions)) if conditions else query
+    return query.where(and_(*filter_conditions(q)))

@@ -81,7 +81,15 @@ from storage.errors import (
     FormatError,
     NotFoundError,
 )
-from storage.models import Dataset, Episode, EpisodeSource, utcnow
+from storage.models import (
+    Dataset,
+    Episode,
+    EpisodeQualityFlag,
+    EpisodeSource,
+    FailureReason,
+    QualityFlagName,
+    utcnow,
+)
 from storage.video import EncoderSettings, read_video
 
 # The public API of the store, importable from here whatever module defines it.
@@ -196,7 +204,7 @@ class EpisodeStore:
 
     # -- reading ---------------------------------------------------------------------------------------------------
     @staticmethod
-    def _info(ep: Episode, dataset: str) -> EpisodeInfo:
+    def _info(ep: Episode, dataset: str, flags: Mapping[str, str] | None = None) -> EpisodeInfo:
         return EpisodeInfo(
             id=ep.id,
             uid=ep.uid,
@@ -217,17 +225,43 @@ class EpisodeStore:
             path=ep.path,
             checksums=dict(ep.checksums),
             extra=dict(ep.extra),
+            paraphrases=list(ep.paraphrases),
+            segments=[dict(s) for s in ep.segments],
+            failure_reason=None if ep.failure_reason is None else FailureReason(ep.failure_reason).value,
+            notes=ep.notes,
+            version=ep.version,
+            deleted_at=ep.deleted_at,
+            quality_flags=dict(flags or {}),
         )
 
-    def list_episodes(self, dataset: str | None = None) -> list[EpisodeInfo]:
-        """Saved episodes, oldest first; only one dataset if named (NotFoundError if it does not exist)."""
+    @staticmethod
+    def _flags(session: Session, episode_ids: list[int]) -> dict[int, dict[str, str]]:
+        """{episode id: {flag: detail}} for the given episodes (one query)."""
+        out: dict[int, dict[str, str]] = {}
+        for i in range(0, len(episode_ids), 500):  # stay far below SQLite's bound-parameter limit
+            rows = session.execute(
+                select(EpisodeQualityFlag).where(EpisodeQualityFlag.episode_id.in_(episode_ids[i : i + 500]))
+            ).scalars()
+            for row in rows:
+                out.setdefault(row.episode_id, {})[QualityFlagName(row.flag).value] = row.detail
+        return out
+
+    def _infos(self, session: Session, rows: list[Any]) -> list[EpisodeInfo]:
+        flags = self._flags(session, [ep.id for ep, _ in rows])
+        return [self._info(ep, name, flags.get(ep.id)) for ep, name in rows]
+
+    def list_episodes(self, dataset: str | None = None, *, include_trashed: bool = False) -> list[EpisodeInfo]:
+        """Saved episodes, oldest first; only one dataset if named (NotFoundError if it does not exist).
+        Episodes in the trash are left out unless `include_trashed`."""
         with self._sf() as session:
             query = select(Episode, Dataset.name).join(Dataset, Episode.dataset_id == Dataset.id)
             if dataset is not None:
                 ds_id = self._dataset_id(session, dataset, create=False)
                 query = query.where(Episode.dataset_id == ds_id)
+            if not include_trashed:
+                query = query.where(Episode.deleted_at.is_(None))
             rows = session.execute(query.order_by(Episode.created_at, Episode.id)).all()
-            return [self._info(ep, name) for ep, name in rows]
+            return self._infos(session, rows)
 
     def query_episodes(self, query: EpisodeQuery) -> tuple[list[EpisodeInfo], int]:
         """One page of episodes matching `query` and the total number that match (ValueError on a bad query).
@@ -236,7 +270,7 @@ class EpisodeStore:
         with self._sf() as session:
             total = int(session.execute(build_count(query)).scalar_one())
             rows = session.execute(build_select(query)).all()
-            return [self._info(ep, name) for ep, name in rows], total
+            return self._infos(session, rows), total
 
     def get_episode(self, episode_id: int) -> EpisodeInfo:
         with self._sf() as session:
@@ -247,7 +281,7 @@ class EpisodeStore:
             ).first()
             if row is None:
                 raise NotFoundError(f"no episode with id {episode_id}")
-            return self._info(row[0], row[1])
+            return self._infos(session, [row])[0]
 
     def _files(self, info: EpisodeInfo) -> EpisodeFiles:
         root = self.data_dir / info.path

@@ -31,3 +31,16 @@ class EmptyEpisodeError(StoreError, ValueError):
 
 class RecordingError(StoreError, RuntimeError):
     """Encoding or writing a take failed (disk full, codec error); nothing was saved."""
+
+
+class AnnotationError(StoreError, ValueError):
+    """An annotation edit that does not fit the episode (empty instruction, segment outside it, ...)."""
+
+
+class ConflictError(StoreError):
+    """The episode changed since the version the edit was made on, or the operation does not fit its state
+    (editing an episode in the trash, purging one a snapshot holds). Nothing was changed."""
+
+    def __init__(self, message: str, *, current_version: int | None = None) -> None:
+        super().__init__(message)
+        self.current_version = current_version

@@ -20,7 +20,19 @@ import enum
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Enum, ForeignKey, Integer, MetaData, String, Text, func
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    func,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -43,6 +55,40 @@ class EpisodeSource(enum.StrEnum):
     SCRIPTED = "scripted"  # the sim's scripted expert
     POLICY = "policy"  # a trained policy rolled out on its own
     INTERVENTION = "intervention"  # a policy rollout in which an operator took over (corrections)
+
+
+class FailureReason(enum.StrEnum):
+    """Why an episode failed (the operator's taxonomy); only set together with human_success = False."""
+
+    MISSED_GRASP = "missed_grasp"
+    DROPPED = "dropped"
+    WRONG_OBJECT = "wrong_object"
+    COLLISION = "collision"
+    TIMEOUT = "timeout"
+    OTHER = "other"
+
+
+class QualityFlagName(enum.StrEnum):
+    """Automatic data-quality findings (storage.quality computes them when an episode is saved)."""
+
+    DROPPED_FRAMES = "dropped_frames"  # a gap between timestamps of more than 1.5 frame periods
+    FPS_JITTER = "fps_jitter"  # frame periods vary much more than a steady clock would
+    IDLE = "idle"  # a long stretch in which the commanded action does not change
+    HIGH_JERK = "high_jerk"  # jerky commanded motion (third difference of the action)
+    TOO_SHORT = "too_short"  # shorter than a useful demonstration
+
+
+def _str_enum(cls: type[enum.StrEnum], name: str, length: int) -> Enum:
+    """A VARCHAR + CHECK enum storing the values (portable; adding a value later is a plain batch migration)."""
+    return Enum(
+        cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=length,
+        values_callable=lambda e: [m.value for m in e],
+        validate_strings=True,
+    )
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -103,18 +149,7 @@ class Episode(Base):
     dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="RESTRICT"), index=True)
     task: Mapped[str] = mapped_column(String(NAME_MAX_LEN), index=True)  # registered sim task name, e.g. "pick"
     instruction: Mapped[str] = mapped_column(Text)
-    source: Mapped[EpisodeSource] = mapped_column(
-        Enum(
-            EpisodeSource,
-            name="episode_source",
-            native_enum=False,
-            create_constraint=True,
-            length=16,
-            values_callable=lambda e: [m.value for m in e],
-            validate_strings=True,
-        ),
-        index=True,
-    )
+    source: Mapped[EpisodeSource] = mapped_column(_str_enum(EpisodeSource, "episode_source", 16), index=True)
     operator: Mapped[str | None] = mapped_column(String(128), index=True)
     seed: Mapped[int | None] = mapped_column(BigInteger)
     fps: Mapped[int] = mapped_column(Integer)
@@ -129,7 +164,82 @@ class Episode(Base):
     action_names: Mapped[list[Any]] = mapped_column(default=list)
     extra: Mapped[dict[str, Any]] = mapped_column(default=dict)  # task params, colours, ...
 
+    # -- annotation (operators edit these; every change bumps `version` and is logged in episode_events) --------
+    paraphrases: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")  # other wordings: [str]
+    # Sub-task segments, ordered by start: [{"start": frame, "end": frame (inclusive), "text": str}]
+    segments: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
+    failure_reason: Mapped[FailureReason | None] = mapped_column(_str_enum(FailureReason, "failure_reason", 16))
+    notes: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # Optimistic concurrency: an edit names the version it was made on and is refused (409) if it moved since.
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    deleted_at: Mapped[datetime | None] = mapped_column(index=True)  # in the trash since; None = live
+
     dataset: Mapped[Dataset] = relationship(back_populates="episodes")
 
     def __repr__(self) -> str:
         return f"Episode(id={self.id!r}, uid={self.uid!r}, task={self.task!r}, length={self.length!r})"
+
+
+class EpisodeEvent(Base):
+    """One change to an episode (annotation edit, move, trash, restore, undo): who, when, and each changed
+    field's value before and after, so it can be shown and undone."""
+
+    __tablename__ = "episode_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    episode_id: Mapped[int] = mapped_column(ForeignKey("episodes.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)  # the episode's version after this change
+    user: Mapped[str] = mapped_column(String(128))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    action: Mapped[str] = mapped_column(String(32))  # "edit", "bulk", "move", "trash", "restore", "undo", ...
+    changes: Mapped[dict[str, Any]] = mapped_column()  # {field: [before, after]} (JSON values)
+    undone_by: Mapped[int | None] = mapped_column(Integer)  # id of the "undo" event that reverted this one
+
+    __table_args__ = (Index("ix_episode_events_episode_id_id", "episode_id", "id"),)
+
+
+class EpisodeQualityFlag(Base):
+    """A quality finding on an episode; one row per (episode, flag), `detail` says what was measured."""
+
+    __tablename__ = "episode_quality_flags"
+
+    episode_id: Mapped[int] = mapped_column(ForeignKey("episodes.id", ondelete="CASCADE"), primary_key=True)
+    flag: Mapped[QualityFlagName] = mapped_column(
+        _str_enum(QualityFlagName, "quality_flag", 32), primary_key=True, index=True
+    )
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class Snapshot(Base):
+    """An immutable list of episodes with the annotation version of each: what a training job consumes.
+
+    The dataset is kept by name (not a foreign key) so merging or renaming datasets later never rewrites history.
+    """
+
+    __tablename__ = "snapshots"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_MAX_LEN), unique=True)
+    dataset: Mapped[str] = mapped_column(String(NAME_MAX_LEN))
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    num_episodes: Mapped[int] = mapped_column(Integer)
+    num_frames: Mapped[int] = mapped_column(Integer)
+
+
+class SnapshotEpisode(Base):
+    """One episode of a snapshot with a frozen copy of its annotation at `annotation_version`.
+
+    RESTRICT on the episode: an episode a snapshot contains cannot be purged (it can still go to the trash)."""
+
+    __tablename__ = "snapshot_episodes"
+
+    snapshot_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id", ondelete="CASCADE"), primary_key=True)
+    episode_id: Mapped[int] = mapped_column(
+        ForeignKey("episodes.id", ondelete="RESTRICT"), primary_key=True, index=True
+    )
+    position: Mapped[int] = mapped_column(Integer)  # order in the snapshot (= export order)
+    annotation_version: Mapped[int] = mapped_column(Integer)
+    annotation: Mapped[dict[str, Any]] = mapped_column()  # instruction, paraphrases, segments, labels, notes
