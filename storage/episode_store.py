@@ -32,6 +32,7 @@ CLI command started while the server records cannot delete the server's take.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import threading
@@ -90,7 +91,10 @@ from storage.models import (
     QualityFlagName,
     utcnow,
 )
+from storage.quality import compute_quality_flags
 from storage.video import EncoderSettings, read_video
+
+log = logging.getLogger(__name__)
 
 # The public API of the store, importable from here whatever module defines it.
 __all__ = [
@@ -357,7 +361,36 @@ class EpisodeStore:
             )
             session.add(ep)
             session.flush()
+            self._write_quality(session, ep.id, self.data_dir / rel_path / TABLE_FILE, ep.fps)
             return ep.id
+
+    # -- quality flags -----------------------------------------------------------------------------------------------
+    @staticmethod
+    def _write_quality(session: Session, episode_id: int, table_path: Path, fps: int) -> None:
+        """Replace the episode's quality flags with freshly computed ones. Never blocks a save: a table the rules
+        cannot read gets no flags and a warning (storage.checks reports broken files)."""
+        try:
+            flags = compute_quality_flags(pq.read_table(table_path), fps)
+        except (OSError, ValueError, pa.ArrowException) as error:
+            log.warning("quality flags of episode %s not computed: %s", episode_id, error)
+            flags = []
+        session.execute(delete(EpisodeQualityFlag).where(EpisodeQualityFlag.episode_id == episode_id))
+        session.add_all(EpisodeQualityFlag(episode_id=episode_id, flag=f.name, detail=f.detail) for f in flags)
+
+    def recompute_quality(self, episode_ids: list[int] | None = None) -> int:
+        """Recompute the quality flags (after the thresholds changed); all episodes, trash included, if no ids.
+        Returns how many episodes were processed. NotFoundError names ids that do not exist."""
+        with self._sf() as session:
+            query = select(Episode.id, Episode.path, Episode.fps)
+            if episode_ids is not None:
+                query = query.where(Episode.id.in_(episode_ids))
+            rows = session.execute(query.order_by(Episode.id)).all()
+        if episode_ids is not None and len(rows) != len(set(episode_ids)):
+            raise NotFoundError(f"no episodes with ids {sorted(set(episode_ids) - {r[0] for r in rows})}")
+        for episode_id, path, fps in rows:
+            with self._sf.begin() as session:  # one short transaction per episode: never blocks recording long
+                self._write_quality(session, episode_id, self.data_dir / path / TABLE_FILE, fps)
+        return len(rows)
 
     # -- deleting --------------------------------------------------------------------------------------------------
     def delete_episode(self, episode_id: int) -> None:

@@ -254,3 +254,22 @@ def test_split_and_bad_ranges(store, svc, ep) -> None:
     assert (store.get_episode(first).length, store.get_episode(second).length) == (10, 30)
     assert store.get_episode(second).auto_success is True and store.get_episode(first).auto_success is None
     assert [e.id for e in store.list_episodes()] == [first, second]
+
+
+def test_quality_flags_are_computed_at_save_filterable_and_recomputable(store, h) -> None:
+    short = h.record_episode(store, n=10)  # 10 frames at 30 fps: 0.33 s
+    longer = h.record_episode(store, n=40)  # 1.33 s
+    assert "too_short" in store.get_episode(short).quality_flags
+    assert "0.33 s long" in store.get_episode(short).quality_flags["too_short"]
+    assert "too_short" not in store.get_episode(longer).quality_flags
+    flagged, total = store.query_episodes(EpisodeQuery(quality_flag="too_short"))
+    assert [e.id for e in flagged] == [short] and total == 1
+    with store._sf.begin() as session:  # as if the rules had changed since the save
+        from storage.models import EpisodeQualityFlag
+
+        session.query(EpisodeQualityFlag).delete()
+    assert store.get_episode(short).quality_flags == {}
+    assert store.recompute_quality() == 2
+    assert "too_short" in store.get_episode(short).quality_flags
+    with pytest.raises(NotFoundError, match=r"\[999\]"):
+        store.recompute_quality([999])
