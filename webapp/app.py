@@ -6,14 +6,18 @@ import os
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import plotly
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from backend.services.curation import CurationService
 from backend.settings import Settings
+from webapp.errors import install_error_handlers
 from webapp.routers import api_router
 from webapp.ws import router as ws_router
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+PLOTLY_JS_DIR = Path(plotly.__file__).resolve().parent / "package_data"  # holds plotly.min.js
 
 
 def create_app(settings: Settings, *, session, store, ui: bool = True) -> FastAPI:
@@ -33,9 +37,13 @@ def create_app(settings: Settings, *, session, store, ui: bool = True) -> FastAP
 
     app = FastAPI(title="VLA Dashboard", version="0.1.0", lifespan=lifespan)
     app.state.settings, app.state.session, app.state.store = settings, session, store
+    app.state.curation = CurationService(store, exports_dir=Path(store.data_dir) / "exports")
+    install_error_handlers(app)
     app.include_router(api_router)
     app.include_router(ws_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    # plotly.js from the plotly Python package: the player's charts work offline, with no npm step.
+    app.mount("/vendor/plotly", StaticFiles(directory=PLOTLY_JS_DIR), name="plotly")
     if ui:
         os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home: the dashboard runs offline
         import gradio as gr

@@ -17,6 +17,10 @@ def get_store(request: Request) -> Any:
     return request.app.state.store
 
 
+def get_curation(request: Request) -> Any:
+    return request.app.state.curation
+
+
 def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
@@ -25,3 +29,4 @@ def get_settings(request: Request) -> Settings:
 SessionDep = Annotated[Any, Depends(get_session)]
 StoreDep = Annotated[Any, Depends(get_store)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+CurationDep = Annotated[Any, Depends(get_curation)]  # a backend.services.curation.CurationService

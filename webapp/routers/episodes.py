@@ -13,7 +13,7 @@ from fastapi import APIRouter, HTTPException, Query, Response
 from fastapi.responses import FileResponse
 
 from storage.episode_query import MAX_LIMIT, EpisodeQuery, SortKey, SuccessLabel
-from storage.models import EpisodeSource
+from storage.models import EpisodeSource, QualityFlagName
 from webapp.deps import StoreDep
 from webapp.schemas import EpisodePublic, EpisodesPublic
 
@@ -43,6 +43,13 @@ def to_public(info) -> EpisodePublic:
         created_at=info.created_at,
         thumbnail_url=f"{base}/thumbnail.jpg",
         video_urls={c: f"{base}/video/{c}.mp4" for c in cameras},
+        paraphrases=info.paraphrases,
+        segments=info.segments,
+        failure_reason=info.failure_reason,
+        notes=info.notes,
+        version=info.version,
+        deleted_at=info.deleted_at,
+        quality_flags=info.quality_flags,
     )
 
 
@@ -68,13 +75,16 @@ def list_episodes(
     ] = None,
     created_from: Annotated[datetime | None, Query(description="inclusive (ISO 8601)")] = None,
     created_to: Annotated[datetime | None, Query(description="exclusive (ISO 8601)")] = None,
+    quality_flag: Annotated[QualityFlagName | None, Query(description="episodes carrying this flag")] = None,
+    trashed: Annotated[bool, Query(description="true: list the trash instead of the live episodes")] = False,
     sort: SortKey = SortKey.CREATED_AT,
     order: Literal["asc", "desc"] = "desc",
 ) -> EpisodesPublic:
     """Filtered, sorted and paged in SQL; `count` is the number that match before paging."""
     query = EpisodeQuery(
         dataset=dataset, task=task, instruction=instruction, source=source, operator=operator, success=success,
-        created_from=created_from, created_to=created_to, sort=sort, descending=order == "desc", offset=offset,
+        created_from=created_from, created_to=created_to, quality_flag=quality_flag, trashed=trashed, sort=sort,
+        descending=order == "desc", offset=offset,
         limit=limit,
     )  # fmt: skip
     try:
@@ -85,8 +95,11 @@ def list_episodes(
 
 
 @router.get("/{episode_id}")
-def get_episode(episode_id: int, store: StoreDep) -> EpisodePublic:
-    return to_public(_episode(store, episode_id))
+def get_episode(episode_id: int, store: StoreDep, response: Response) -> EpisodePublic:
+    """One episode; the ETag is its annotation version (send it back as If-Match with an edit)."""
+    episode = to_public(_episode(store, episode_id))
+    response.headers["ETag"] = f'"{episode.version}"'
+    return episode
 
 
 def _video_path(store, episode_id: int, camera: str | None) -> Path:

@@ -1,0 +1,115 @@
+"""/api/episodes/...: annotation edits (optimistic concurrency), history and undo, trim and split, bulk
+operations on a selection, the player's signals, quality-flag recomputation, and the label vocabulary.
+
+Thin: each route validates the request shape (pydantic) and calls backend.services.curation; store errors become
+404 / 409 / 422 in webapp.errors.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, HTTPException
+
+from storage.episode_query import SuccessLabel
+from storage.models import EpisodeSource, FailureReason, QualityFlagName
+from webapp.deps import CurationDep
+from webapp.routers.episodes import to_public
+from webapp.schemas import (
+    AnnotationPatchIn,
+    BulkIn,
+    EpisodeIdsOut,
+    EpisodePublic,
+    EventOut,
+    SignalsOut,
+    SplitIn,
+    TrimIn,
+    UndoIn,
+    VocabularyOut,
+)
+
+router = APIRouter(tags=["labeling"])
+
+CONFLICT = {409: {"description": "the episode changed since `version` (body has `current_version`)"}}
+
+
+def _version(body_version: int | None, if_match: str | None) -> int:
+    if body_version is not None:
+        return body_version
+    if if_match is not None:
+        try:
+            return int(if_match.strip().strip('"').removeprefix("W/").strip('"'))
+        except ValueError:
+            message = f"If-Match must be the episode version (a whole number), got {if_match!r}"
+            raise HTTPException(422, message) from None
+    raise HTTPException(428, "send the version the edit was made on (body field 'version' or the If-Match header)")
+
+
+@router.patch("/episodes/{episode_id}/annotation", responses=CONFLICT)
+def annotate(
+    episode_id: int,
+    body: AnnotationPatchIn,
+    curation: CurationDep,
+    if_match: Annotated[str | None, Header()] = None,
+) -> EpisodePublic:
+    """Change the instruction, paraphrases, segments, verdict, failure reason or notes (only the fields sent)."""
+    version = _version(body.version, if_match)
+    return to_public(curation.annotate(episode_id, body.changes(), user=body.user, version=version))
+
+
+@router.get("/episodes/{episode_id}/history")
+def history(episode_id: int, curation: CurationDep) -> list[EventOut]:
+    """Every change of the episode, newest first: who, when, and each field's value before and after."""
+    return [EventOut(**{k: getattr(e, k) for k in EventOut.model_fields}) for e in curation.history(episode_id)]
+
+
+@router.post("/episodes/{episode_id}/undo", responses=CONFLICT)
+def undo(episode_id: int, body: UndoIn, curation: CurationDep) -> EpisodePublic:
+    """Revert the newest change not yet undone (recorded as a new change)."""
+    return to_public(curation.undo(episode_id, user=body.user, version=body.version))
+
+
+@router.post("/episodes/{episode_id}/trim", responses=CONFLICT)
+def trim(episode_id: int, body: TrimIn, curation: CurationDep) -> EpisodeIdsOut:
+    """Keep frames start..end as a new episode; the original goes to the trash."""
+    return EpisodeIdsOut(
+        episode_ids=curation.trim(episode_id, body.start, body.end, user=body.user, version=body.version)
+    )
+
+
+@router.post("/episodes/{episode_id}/split", responses=CONFLICT)
+def split(episode_id: int, body: SplitIn, curation: CurationDep) -> EpisodeIdsOut:
+    """Split before frame `at` into two new episodes; the original goes to the trash."""
+    return EpisodeIdsOut(episode_ids=curation.split(episode_id, body.at, user=body.user, version=body.version))
+
+
+@router.post("/episodes/bulk", responses=CONFLICT)
+def bulk(body: BulkIn, curation: CurationDep) -> EpisodeIdsOut:
+    """One operation on a selection, all or nothing: annotate (set instruction / label / ...), move to a
+    dataset, trash, restore, or purge (only from the trash, never an episode a snapshot holds)."""
+    changed = curation.bulk(body.op, body.episode_ids, user=body.user, changes=body.changes, dataset=body.dataset)
+    return EpisodeIdsOut(episode_ids=changed)
+
+
+@router.get("/episodes/{episode_id}/signals")
+def signals(episode_id: int, curation: CurationDep) -> SignalsOut:
+    """State and action per frame, for the player's charts."""
+    return SignalsOut(**curation.signals(episode_id))
+
+
+@router.post("/episodes/{episode_id}/quality")
+def recompute_quality(episode_id: int, curation: CurationDep) -> EpisodePublic:
+    """Recompute the episode's quality flags with the current rules."""
+    curation.store.recompute_quality([episode_id])
+    return to_public(curation.store.get_episode(episode_id))
+
+
+@router.get("/labeling/vocabulary")
+def vocabulary() -> VocabularyOut:
+    """The closed lists the labeling UI offers: failure reasons (in hotkey order), quality flags, sources."""
+    return VocabularyOut(
+        failure_reasons=list(FailureReason),
+        quality_flags=list(QualityFlagName),
+        sources=[s.value for s in EpisodeSource],
+        success_labels=list(SuccessLabel),
+    )
