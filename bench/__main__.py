@@ -9,7 +9,13 @@ import sys
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-BENCHMARKS = ["bench.bench_sim", "bench.bench_recording", "bench.bench_control", "bench.bench_browser"]
+BENCHMARKS = [
+    "bench.bench_sim",
+    "bench.bench_recording",
+    "bench.bench_control",
+    "bench.bench_browser",
+    "bench.bench_browse",
+]
 
 
 def main() -> int:
