@@ -4,6 +4,9 @@
     python run.py serve                     # the dashboard at http://VLA_HOST:VLA_PORT/ (API docs at /docs)
     python run.py demos --task pick --colour red --episodes 10 --dataset pick_red
     python run.py export pick_red --format lerobot-v3 --out exports/pick_red
+    python run.py snapshot pick_red-v1 --dataset pick_red --success success --user alice
+    python run.py export --snapshot pick_red-v1 --out exports/pick_red-v1
+    python run.py recompute-quality
     python run.py import exports/pick_red --dataset pick_red_copy
     python run.py check-store
     python run.py train --dataset pick150 --out models/pick150 --minutes 15
@@ -37,8 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     demos.add_argument("--seed", type=int, default=0, help="first seed; episode i uses seed+i (default 0)")
     demos.add_argument("--operator", default="scripted-expert", help="operator name stored with each episode")
 
-    export = commands.add_parser("export", help="export a dataset (LeRobot v3.0)")
-    export.add_argument("dataset", help="dataset name in the store")
+    export = commands.add_parser("export", help="export a dataset or a snapshot (LeRobot v3.0)")
+    export.add_argument("dataset", nargs="?", help="dataset name in the store")
+    export.add_argument("--snapshot", help="export this snapshot (its frozen annotations) instead of a dataset")
     export.add_argument("--format", default="lerobot-v3", choices=["lerobot-v3"], help="export format")
     export.add_argument("--out", required=True, type=Path, help="output folder (must not exist or be empty)")
 
@@ -47,6 +51,15 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--dataset", required=True, help="name of the dataset to import into")
 
     commands.add_parser("check-store", help="verify every episode's files and checksums; exit 1 on any problem")
+
+    snap = commands.add_parser("snapshot", help="freeze a dataset's live episodes and annotations (immutable)")
+    snap.add_argument("name", help="snapshot name (letters, digits, _ . -)")
+    snap.add_argument("--dataset", required=True, help="dataset name in the store")
+    snap.add_argument("--success", choices=["success", "failure", "unlabeled"], help="only episodes with this label")
+    snap.add_argument("--user", default=os.environ.get("USER") or "cli", help="who takes it (default $USER)")
+    snap.add_argument("--description", default="")
+
+    commands.add_parser("recompute-quality", help="recompute every episode's quality flags with the current rules")
 
     train = commands.add_parser("train", help="train the policy on a dataset by behavioural cloning")
     train.add_argument("--dataset", required=True, help="dataset name in the store")
@@ -169,11 +182,38 @@ def cmd_demos(args, settings: Settings, store) -> int:
 
 
 def cmd_export(args, settings: Settings, store) -> int:
-    from storage.lerobot_v3 import export_dataset
+    from storage.lerobot_v3 import export_dataset, export_episodes
+    from storage.snapshots import SnapshotService
 
-    with _progress_bar(f"export {args.dataset}") as progress:
-        export_dataset(store, args.dataset, args.out, progress=progress)
-    print(f"exported '{args.dataset}' to {args.out} (LeRobot v3.0)")
+    if (args.dataset is None) == (args.snapshot is None):
+        raise ValueError("name a dataset or give --snapshot NAME (exactly one)")
+    what = f"snapshot '{args.snapshot}'" if args.snapshot else f"'{args.dataset}'"
+    with _progress_bar(f"export {args.snapshot or args.dataset}") as progress:
+        if args.snapshot:
+            infos = SnapshotService(store._sf, store).episodes(args.snapshot)
+            export_episodes(store, infos, args.out, label=f"snapshot {args.snapshot}", progress=progress)
+        else:
+            export_dataset(store, args.dataset, args.out, progress=progress)
+    print(f"exported {what} to {args.out} (LeRobot v3.0)")
+    return 0
+
+
+def cmd_snapshot(args, settings: Settings, store) -> int:
+    from storage.episode_query import EpisodeQuery, SuccessLabel
+    from storage.snapshots import SnapshotService
+
+    query = EpisodeQuery(success=SuccessLabel(args.success) if args.success else None)
+    snap = SnapshotService(store._sf, store).create(
+        args.name, args.dataset, user=args.user, description=args.description, query=query
+    )
+    print(f"snapshot '{snap.name}': {snap.num_episodes} episodes, {snap.num_frames} frames of '{snap.dataset}'")
+    return 0
+
+
+def cmd_recompute_quality(args, settings: Settings, store) -> int:
+    count = store.recompute_quality()
+    flagged = sum(1 for e in store.list_episodes(include_trashed=True) if e.quality_flags)
+    print(f"recomputed the quality flags of {count} episodes; {flagged} carry at least one flag")
     return 0
 
 
@@ -337,6 +377,8 @@ COMMANDS = {
     "export": cmd_export,
     "import": cmd_import,
     "check-store": cmd_check_store,
+    "snapshot": cmd_snapshot,
+    "recompute-quality": cmd_recompute_quality,
     "serve": cmd_serve,
     "train": cmd_train,
     "eval": cmd_eval,

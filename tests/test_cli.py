@@ -32,7 +32,7 @@ def _episode_files(data_dir):
 def test_help_lists_every_command(cli):
     result = cli("--help")
     assert result.returncode == 0
-    for command in ("demos", "export", "import", "check-store"):
+    for command in ("demos", "export", "import", "check-store", "snapshot", "recompute-quality"):
         assert command in result.stdout
 
 
@@ -54,6 +54,18 @@ def test_demos_export_import_check_store(cli, tmp_path):
     assert imported.returncode == 0, imported.stderr
     assert "imported 2 episodes into 'pick_red_copy'" in imported.stdout
     assert "ok (4 episodes" in cli("check-store").stdout
+
+    snap = cli("snapshot", "pick_red-v1", "--dataset", "pick_red", "--success", "success", "--user", "ci")
+    assert snap.returncode == 0, snap.stderr
+    assert "snapshot 'pick_red-v1': 2 episodes" in snap.stdout
+    again = cli("snapshot", "pick_red-v1", "--dataset", "pick_red")
+    assert again.returncode != 0 and "exists already" in again.stderr
+    snap_out = tmp_path / "snapshot-export"
+    exported = cli("export", "--snapshot", "pick_red-v1", "--out", str(snap_out))
+    assert exported.returncode == 0, exported.stderr
+    assert (snap_out / "meta" / "info.json").is_file()
+    quality = cli("recompute-quality")
+    assert quality.returncode == 0 and "recomputed the quality flags of 4 episodes" in quality.stdout
 
 
 @pytest.mark.parametrize(

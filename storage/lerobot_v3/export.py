@@ -1,8 +1,11 @@
 """Export a store dataset as a LeRobot v3.0 folder that LeRobot 0.4.x loads offline (``LeRobotDataset(root=...)``).
 
-Everything is written into a hidden sibling folder and renamed into place at the end, so a failed export leaves
-nothing behind. Videos are joined losslessly (packet remux with shifted timestamps) when the episodes' MP4s
-share their codec parameters, which is the case for everything the store records; otherwise re-encoded.
+``export_episodes`` writes any list of episodes (a snapshot hands in frozen copies of their annotations);
+``export_dataset`` is the same for every episode of one dataset. Annotations go where LeRobot v3.0 allows them
+(annotation_io). Everything is written into a hidden sibling folder and renamed into place at the end, so a
+failed export leaves nothing behind. Videos are joined losslessly (packet remux with shifted timestamps) when the
+episodes' MP4s share their codec parameters, which is the case for everything the store records; otherwise
+re-encoded.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import pyarrow.parquet as pq
 from storage import features as F
 from storage.errors import DestinationNotEmptyError, NotFoundError, StoreError
 
+from . import annotation_io as A
 from . import layout as L
 from . import mp4, stats
 
@@ -70,7 +74,7 @@ def _check_destination(out_dir: Path) -> None:
         )
 
 
-def _check_uniform(infos: list[Any], dataset_name: str) -> None:
+def _check_uniform(infos: list[Any], label: str) -> None:
     """LeRobot has one fps and one feature set per dataset; refuse datasets that mix them."""
     first = infos[0]
 
@@ -81,9 +85,9 @@ def _check_uniform(infos: list[Any], dataset_name: str) -> None:
     for e in infos[1:]:
         if shape(e) != ref:
             raise StoreError(
-                f"dataset {dataset_name!r} mixes episodes with different fps/cameras/state or action names "
+                f"{label!r} mixes episodes with different fps/cameras/state or action names "
                 f"(episode {first.id}: {ref}; episode {e.id}: {shape(e)}); a LeRobot dataset needs one layout, "
-                f"so move the odd episodes to another dataset first"
+                f"so leave the odd episodes out (or move them to another dataset) first"
             )
 
 
@@ -107,6 +111,7 @@ _VLA_TYPES = {
     "human_success": pa.bool_(),
     "created_at": pa.string(),
     "extra": pa.string(),
+    **A.ANNOTATION_TYPES,
 }
 
 
@@ -123,6 +128,7 @@ def _vla_columns(info: Any) -> dict[str, Any]:
         L.VLA_PREFIX + "human_success": info.human_success,
         L.VLA_PREFIX + "created_at": created.isoformat() if created is not None else None,
         L.VLA_PREFIX + "extra": json.dumps(info.extra or {}, sort_keys=True),
+        **A.episode_columns(info),
     }
 
 
@@ -152,22 +158,60 @@ def export_dataset(
     data_files_size_in_mb: int = L.DEFAULT_DATA_FILE_SIZE_IN_MB,
     video_files_size_in_mb: int = L.DEFAULT_VIDEO_FILE_SIZE_IN_MB,
 ) -> Path:
-    """Write every episode of ``dataset_name`` to ``out_dir`` as a LeRobot v3.0 dataset; returns ``out_dir``.
+    """Write every episode of ``dataset_name`` (trash excluded) to ``out_dir``, in store order (oldest first).
 
-    Episodes go in store order (oldest first); each episode's instruction is its LeRobot task. Files roll over
-    to the next ``file-XXX`` when they would exceed the size limits, as LeRobot's writer does.
+    See ``export_episodes``; NotFoundError also when the dataset does not exist or has no episodes.
+    """
+    out_dir = Path(out_dir).absolute()
+    _check_destination(out_dir)  # before listing, so a busy folder is reported even for an unknown dataset
+    infos = list(store.list_episodes(dataset_name))
+    if not infos:
+        raise NotFoundError(f"dataset {dataset_name!r} does not exist or has no episodes; nothing to export")
+    return export_episodes(
+        store,
+        infos,
+        out_dir,
+        label=dataset_name,
+        progress=progress,
+        robot_type=robot_type,
+        chunks_size=chunks_size,
+        data_files_size_in_mb=data_files_size_in_mb,
+        video_files_size_in_mb=video_files_size_in_mb,
+    )
+
+
+def export_episodes(
+    store: Any,
+    infos: list[Any],
+    out_dir: str | Path,
+    *,
+    label: str,
+    progress: Progress | None = None,
+    robot_type: str | None = None,
+    chunks_size: int = L.DEFAULT_CHUNK_SIZE,
+    data_files_size_in_mb: int = L.DEFAULT_DATA_FILE_SIZE_IN_MB,
+    video_files_size_in_mb: int = L.DEFAULT_VIDEO_FILE_SIZE_IN_MB,
+) -> Path:
+    """Write ``infos`` (EpisodeInfo, in this order) to ``out_dir`` as a LeRobot v3.0 dataset; returns ``out_dir``.
+
+    Metadata and annotations are taken from ``infos`` as given, never re-read from the database, so a snapshot
+    can pass copies whose annotation fields were frozen when it was taken; the store is only read for each
+    episode's table and videos. ``label`` is the dataset or snapshot name that error messages quote. Each
+    episode's instruction is its LeRobot task; files roll over to the next ``file-XXX`` when they would exceed
+    the size limits, as LeRobot's writer does.
 
     Raises:
-        NotFoundError: the dataset does not exist or has no episodes.
+        NotFoundError: ``infos`` is empty.
         DestinationNotEmptyError: ``out_dir`` holds files (nothing is written).
-        StoreError: episodes disagree on fps/cameras/state or action names, or their files are broken.
+        StoreError: episodes disagree on fps/cameras/state or action names, a segment does not fit its episode,
+            or an episode's files are broken.
     """
     out_dir = Path(out_dir).absolute()
     _check_destination(out_dir)
-    infos = list(store.list_episodes(dataset_name))  # store order: oldest first
+    infos = list(infos)
     if not infos:
-        raise NotFoundError(f"dataset {dataset_name!r} does not exist or has no episodes; nothing to export")
-    _check_uniform(infos, dataset_name)
+        raise NotFoundError(f"{label!r} has no episodes; nothing to export")
+    _check_uniform(infos, label)
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_dir.parent / f".{out_dir.name}.export-{uuid.uuid4().hex[:8]}"
@@ -176,7 +220,7 @@ def export_dataset(
         try:
             _write(store, infos, tmp, progress, robot_type, chunks_size, data_files_size_in_mb, video_files_size_in_mb)
         except mp4.VideoError as e:
-            raise StoreError(f"cannot read an episode video of dataset {dataset_name!r}: {e}") from e
+            raise StoreError(f"cannot read an episode video of {label!r}: {e}") from e
         _check_destination(out_dir)  # someone may have written there meanwhile
         if out_dir.is_dir():
             out_dir.rmdir()
@@ -212,9 +256,7 @@ def _write(
         if progress is not None:
             progress(done, total_steps)
 
-    tasks: dict[str, int] = {}
-    for e in infos:
-        tasks.setdefault(e.instruction, len(tasks))
+    tasks = A.task_strings(infos)
 
     features: dict[str, dict[str, Any]] = {}
     for (_, h, w), key in zip(cameras, keys, strict=True):
@@ -222,6 +264,7 @@ def _write(
     features[F.OBS_STATE] = L.vector_feature(state_names)
     features[F.ACTION] = L.vector_feature(action_names)
     features.update({k: dict(v) for k, v in L.DEFAULT_FEATURES.items()})
+    features[L.SUBTASK_INDEX] = dict(L.SUBTASK_FEATURE)
     data_schema = pa.schema(
         [
             (F.OBS_STATE, pa.list_(pa.float32(), ds)),
@@ -231,6 +274,7 @@ def _write(
             (F.EPISODE_INDEX, pa.int64()),
             (F.INDEX, pa.int64()),
             (F.TASK_INDEX, pa.int64()),
+            (L.SUBTASK_INDEX, pa.int64()),
         ],
         metadata={b"huggingface": L.hf_features_metadata(features)},
     )
@@ -262,6 +306,7 @@ def _write(
             index = np.arange(global_index, global_index + n, dtype=np.int64)
             ep_arr = np.full(n, ep_index, dtype=np.int64)
             task_arr = np.full(n, tasks[e.instruction], dtype=np.int64)
+            subtask_arr = A.subtask_indices(e, n, tasks)
             batch = pa.Table.from_arrays(
                 [
                     pa.FixedSizeListArray.from_arrays(pa.array(state.reshape(-1)), ds),
@@ -271,6 +316,7 @@ def _write(
                     pa.array(ep_arr),
                     pa.array(index),
                     pa.array(task_arr),
+                    pa.array(subtask_arr),
                 ],
                 schema=data_schema,
             )
@@ -294,6 +340,7 @@ def _write(
                 F.EPISODE_INDEX: stats.vector_stats(ep_arr),
                 F.INDEX: stats.vector_stats(index),
                 F.TASK_INDEX: stats.vector_stats(task_arr),
+                L.SUBTASK_INDEX: stats.vector_stats(subtask_arr),
             }
             files = store.episode_files(e.id)
             for (cam, _, _), key in zip(cameras, keys, strict=True):
@@ -302,7 +349,7 @@ def _write(
             rows.append(
                 {
                     "episode_index": ep_index,
-                    "tasks": [e.instruction],
+                    "tasks": A.episode_tasks(e),
                     "length": n,
                     "data/chunk_index": chunk,
                     "data/file_index": file,

@@ -3,8 +3,10 @@
 Two phases. ``_plan`` validates the whole folder first -- info.json, tasks, every episodes/data parquet (read in
 full, so truncated or corrupt files fail here), every video (opened and demuxed, no decoding: each frame the
 episodes need must have a packet within the tolerance) -- and builds every EpisodeMeta, checked with the store's
-own validator. Only then are episodes decoded and recorded one by one; if anything fails mid-way, the episodes
-this call already saved are deleted again (and the dataset row too, if this call created it).
+own validator, and the annotations our exports carry (annotation_io), checked with the annotation validator.
+Only then are episodes decoded and recorded one by one, each one's annotations set right after it is saved; if
+anything fails mid-way, the episodes this call already saved are deleted again (and the dataset row too, if this
+call created it).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import pyarrow.parquet as pq
 from storage import features as F
 from storage.errors import FormatError, NotFoundError, StoreError
 
+from . import annotation_io as A
 from . import layout as L
 from . import mp4
 
@@ -35,6 +38,7 @@ Progress = Callable[[int, int], None]  # (episodes imported, episodes total)
 DEFAULT_TOLERANCE_S = 1e-4  # LeRobotDataset's default: a frame's timestamp vs the pts of the frame decoded for it
 DEFAULT_TASK = "imported"  # our task name for episodes that carry none (LeRobot datasets have only instructions)
 DEFAULT_SOURCE = "teleop"
+IMPORT_USER = "lerobot-import"  # who the annotation history says set an imported episode's annotations
 
 _EPISODE_COLUMNS = ("episode_index", "length", "data/chunk_index", "data/file_index")
 _DATA_COLUMNS = (F.TIMESTAMP, F.FRAME_INDEX, F.EPISODE_INDEX, F.TASK_INDEX, F.OBS_STATE, F.ACTION)
@@ -50,6 +54,7 @@ class _Episode:
     auto_success: bool | None
     human_success: bool | None
     videos: dict[str, tuple[Path, float]] = field(default_factory=dict)  # camera -> (file, from_timestamp)
+    annotations: dict[str, Any] | None = None  # an AnnotationService edit, None when the folder has none
 
 
 @dataclass
@@ -321,6 +326,10 @@ def _plan(root: Path, dataset_name: str, tolerance_s: float, default_task: str, 
             meta = validate_meta(meta)
         except (ValueError, StoreError) as ex:
             raise FormatError(f"{root}: episode {e} cannot be stored: {ex}") from ex
+        human_success = _opt(r, "human_success")
+        annotations = A.read_annotations(
+            r, length=int(r["length"]), human_success=human_success, where=f"{root}: episode {e}"
+        )
         ep = _Episode(
             index=e,
             length=int(r["length"]),
@@ -328,8 +337,9 @@ def _plan(root: Path, dataset_name: str, tolerance_s: float, default_task: str, 
             meta=meta,
             instruction=meta.instruction,
             auto_success=_opt(r, "auto_success"),
-            human_success=_opt(r, "human_success"),
+            human_success=human_success,
             videos={cam: video_of[(e, cam)] for cam in cameras},
+            annotations=annotations,
         )
         episodes.append(ep)
     return _Plan(fps=fps, cameras=cameras, episodes=episodes)
@@ -355,9 +365,11 @@ def import_dataset(
 ) -> list[int]:
     """Import every episode of a LeRobot v3.0 folder into ``dataset_name``; returns the new episode ids in order.
 
-    Our own exports carry task name, source, operator, seed, success labels and extra per episode; for other
-    datasets the task name is ``default_task`` and the source ``default_source``. The instruction is the task
-    string of the episode's first frame.
+    Our own exports carry task name, source, operator, seed, success labels and extra per episode, and the
+    annotations (paraphrases, segments, failure reason, notes), which are set through AnnotationService as user
+    "lerobot-import" so the new episodes' history says where they came from. For other datasets the task name is
+    ``default_task`` and the source ``default_source``. The instruction is the task string of the episode's
+    first frame.
 
     Raises:
         FormatError: the folder is not a readable LeRobot v3.0 dataset (nothing is written to the store).
@@ -376,6 +388,8 @@ def import_dataset(
     try:
         for i, ep in enumerate(plan.episodes):
             created.append(_import_episode(store, root, plan, ep, tolerance_s, table_cache))
+            if ep.annotations is not None:  # after append: a failure here must roll this episode back too
+                _annotate(store, root, created[-1], ep)
             if progress is not None:
                 progress(i + 1, len(plan.episodes))
     except BaseException as e:
@@ -423,6 +437,17 @@ def _import_episode(
         if rec.status == "recording":
             rec.discard()
         raise
+
+
+def _annotate(store: Any, root: Path, episode_id: int, ep: _Episode) -> None:
+    """Set the annotations _plan read and checked on the episode just saved."""
+    from storage.annotations import AnnotationService
+
+    version = store.get_episode(episode_id).version
+    try:
+        AnnotationService(store._sf).edit(episode_id, ep.annotations, user=IMPORT_USER, expected_version=version)
+    except ValueError as e:  # AnnotationError; _plan already checked, so only a validator stricter than ours
+        raise FormatError(f"{root}: episode {ep.index}: invalid annotation: {e}; nothing was imported") from e
 
 
 def _rollback(store: Any, created: list[int], dataset_name: str, existed: bool) -> None:

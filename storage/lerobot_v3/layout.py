@@ -4,9 +4,11 @@ A v3.0 folder (LeRobot ``datasets/utils.py`` and ``lerobot_dataset.py``)::
 
     meta/info.json                                    codebase_version, fps, features, path templates, totals
     meta/stats.json                                   per-feature stats aggregated over all episodes
-    meta/tasks.parquet                                index: task string; column task_index (int64)
+    meta/tasks.parquet                                index: task string; column task_index (int64); ours also
+                                                      lists paraphrases and segment texts (annotation_io)
     meta/episodes/chunk-XXX/file-YYY.parquet          one row per episode, in episode_index order
-    data/chunk-XXX/file-YYY.parquet                   one row per frame, episodes concatenated
+    data/chunk-XXX/file-YYY.parquet                   one row per frame, episodes concatenated (ours add
+                                                      subtask_index: a task_index, -1 outside segments)
     videos/<video_key>/chunk-XXX/file-YYY.mp4         one stream, episodes concatenated; an episode is the
                                                       [from_timestamp, to_timestamp) window of its file
 
@@ -56,6 +58,11 @@ DEFAULT_FEATURES: dict[str, dict[str, Any]] = {
     TASK_INDEX: {"dtype": "int64", "shape": [1], "names": None},
 }
 
+# Our per-frame sub-task column (see annotation_io): declared like LeRobot's own int columns so LeRobot loads it.
+# It belongs in storage.features once that module takes it; the string is LeRobot's own name for the feature.
+SUBTASK_INDEX = "subtask_index"
+SUBTASK_FEATURE: dict[str, Any] = {"dtype": "int64", "shape": [1], "names": None}
+
 # Stats LeRobot 0.4.x computes per feature (compute_stats.py, DEFAULT_QUANTILES = 0.01 ... 0.99).
 QUANTILES = {"q01": 0.01, "q10": 0.10, "q50": 0.50, "q90": 0.90, "q99": 0.99}
 
@@ -72,6 +79,12 @@ VLA_COLUMNS = (
     "human_success",
     "created_at",  # provenance only; an import gets a new created_at
     "extra",  # JSON text
+    # annotations (annotation_io): restored on import, except the version
+    "paraphrases",  # list<string>
+    "segments",  # JSON text: [{"start", "end" (inclusive), "text"}]
+    "failure_reason",
+    "notes",
+    "annotation_version",  # provenance only
 )
 
 

@@ -37,6 +37,7 @@ EPISODES = [
     (7, "pick up the red cube", "pick", "policy", None, None, None, False),
 ]
 ARRAY_COLUMNS = [F.OBS_STATE, F.ACTION, F.TIMESTAMP, F.FRAME_INDEX, F.EPISODE_INDEX, F.INDEX, F.TASK_INDEX]
+EXPORT_COLUMNS = [*ARRAY_COLUMNS, L.SUBTASK_INDEX]  # ours add the per-frame sub-task (LeRobot-written data lacks it)
 # Codec tolerance in 0..255 on tiny synthetic frames with hard colour edges (4:2:0 chroma smears them):
 MEAN_ABS_TOL = 8.0  # mean |difference|
 P99_ABS_TOL = 64  # 99th percentile; single pixels on the edges of the red square may differ more
@@ -177,7 +178,8 @@ def test_export_layout_and_metadata(store: EpisodeStore, demo: list[dict], tmp_p
     for key in ("chunks_size", "data_files_size_in_mb", "video_files_size_in_mb", "robot_type"):
         assert key in info
     feats = info["features"]
-    assert set(feats) == {"observation.images.front", "observation.images.wrist", *ARRAY_COLUMNS}
+    assert set(feats) == {"observation.images.front", "observation.images.wrist", *EXPORT_COLUMNS}
+    assert feats["subtask_index"] == feats["task_index"] == {"dtype": "int64", "shape": [1], "names": None}
     assert feats["observation.state"] == {"dtype": "float32", "shape": [4], "names": STATE_NAMES}
     assert feats["action"] == {"dtype": "float32", "shape": [5], "names": ACTION_NAMES}
     front = feats["observation.images.front"]
@@ -211,7 +213,8 @@ def test_export_layout_and_metadata(store: EpisodeStore, demo: list[dict], tmp_p
     assert stats["index"]["count"] == [39]
 
     data = read_data(out)
-    assert list(data.columns) == ARRAY_COLUMNS
+    assert list(data.columns) == EXPORT_COLUMNS
+    assert data["subtask_index"].tolist() == [-1] * 39  # no segments
     assert np.array_equal(np.stack(data[F.OBS_STATE]), np.concatenate([d["state"] for d in demo]))
     assert data[F.INDEX].tolist() == list(range(39))
     assert data[F.TASK_INDEX].tolist() == [0] * 12 + [1] * 20 + [0] * 7
@@ -263,7 +266,7 @@ def test_round_trip_export_import_export(store: EpisodeStore, demo: list[dict], 
 
     second = export_dataset(store, "demo_copy", tmp_path / "second")
     d1, d2 = read_data(first), read_data(second)
-    for col in ARRAY_COLUMNS:
+    for col in EXPORT_COLUMNS:
         assert np.array_equal(np.stack(d1[col]), np.stack(d2[col])), col
     e1, e2 = read_episodes(first), read_episodes(second)
     same = [c for c in e1.columns if not c.startswith(("stats/observation.images", "vla_dashboard/episode_id"))]

@@ -462,3 +462,46 @@ def test_recover_registers_unregistered_folder(pg_engine: Engine, pg_url: str, t
         assert [e.id for e in store2.list_episodes()] == [new_id]
     finally:
         engine2.dispose()
+
+
+def test_annotations_conflicts_snapshots_and_purge_on_postgres(pg_engine: Engine, tmp_path: Path) -> None:
+    """The labeling rules hold on PostgreSQL too: versioned edits (racing writers: one wins), undo, the quality
+    flag filter, a snapshot holding an episode against purge, and a merge."""
+    import threading
+
+    from storage.annotations import AnnotationService
+    from storage.episode_query import EpisodeQuery
+    from storage.errors import ConflictError
+    from storage.snapshots import SnapshotService
+
+    store = _store(tmp_path / "data", pg_engine)
+    ep, _, _ = _record(store)
+    other, _, _ = _record(store, dataset="other")
+    svc = AnnotationService(store._sf)
+    results: list[str] = []
+    barrier = threading.Barrier(4)
+
+    def write(i: int) -> None:
+        barrier.wait()
+        try:
+            AnnotationService(store._sf).edit(ep, {"notes": f"w{i}"}, user=f"u{i}", expected_version=1)
+            results.append("ok")
+        except ConflictError:
+            results.append("conflict")
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == ["conflict"] * 3 + ["ok"]
+    svc.undo(ep, user="a", expected_version=2)
+    assert store.get_episode(ep).notes == "" and store.get_episode(ep).version == 3
+    flagged, _ = store.query_episodes(EpisodeQuery(quality_flag="too_short"))
+    assert {e.id for e in flagged} == {i for i in (ep, other) if "too_short" in store.get_episode(i).quality_flags}
+    SnapshotService(store._sf, store).create("s1", store.get_episode(ep).dataset, user="a")
+    svc.trash([ep], user="a")
+    with pytest.raises(ConflictError, match="belong to a snapshot"):
+        svc.check_purgeable([ep])
+    assert svc.merge_datasets("other", store.get_episode(ep).dataset, user="a") == 1
+    assert {d.name for d in store.list_datasets()} == {store.get_episode(ep).dataset}
