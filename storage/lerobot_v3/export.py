@@ -203,8 +203,8 @@ def export_episodes(
     Raises:
         NotFoundError: ``infos`` is empty.
         DestinationNotEmptyError: ``out_dir`` holds files (nothing is written).
-        StoreError: episodes disagree on fps/cameras/state or action names, a segment does not fit its episode,
-            or an episode's files are broken.
+        StoreError: episodes disagree on fps/cameras/state or action names, a segment does not fit its episode
+            or has no text, or an episode's files are broken.
     """
     out_dir = Path(out_dir).absolute()
     _check_destination(out_dir)
@@ -257,6 +257,7 @@ def _write(
             progress(done, total_steps)
 
     tasks = A.task_strings(infos)
+    subtasks = A.subtask_strings(infos)
 
     features: dict[str, dict[str, Any]] = {}
     for (_, h, w), key in zip(cameras, keys, strict=True):
@@ -306,7 +307,7 @@ def _write(
             index = np.arange(global_index, global_index + n, dtype=np.int64)
             ep_arr = np.full(n, ep_index, dtype=np.int64)
             task_arr = np.full(n, tasks[e.instruction], dtype=np.int64)
-            subtask_arr = A.subtask_indices(e, n, tasks)
+            subtask_arr = A.subtask_indices(e, n, subtasks)
             batch = pa.Table.from_arrays(
                 [
                     pa.FixedSizeListArray.from_arrays(pa.array(state.reshape(-1)), ds),
@@ -405,8 +406,8 @@ def _write(
     ep_path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(ep_table, ep_path, compression="snappy")
 
-    task_df = pd.DataFrame({"task_index": np.arange(len(tasks), dtype=np.int64)}, index=list(tasks))
-    task_df.to_parquet(root / L.TASKS_PATH)
+    _write_index_table(tasks, F.TASK_INDEX, root / L.TASKS_PATH)
+    _write_index_table(subtasks, L.SUBTASK_INDEX, root / L.SUBTASKS_PATH)
 
     L.write_json(stats.to_jsonable(stats.aggregate(ep_stats)), root / L.STATS_PATH)
     info = L.make_info(
@@ -421,6 +422,13 @@ def _write(
         video_files_size_in_mb=video_mb,
     )
     L.write_json(info, root / L.INFO_PATH)
+
+
+def _write_index_table(texts: dict[str, int], column: str, path: Path) -> None:
+    """tasks.parquet / subtasks.parquet as LeRobot writes and reads them (``write_tasks``, ``load_subtasks``):
+    a pandas frame indexed by the text, one int64 column equal to the row number (LeRobot looks rows up by
+    position). ``texts`` maps each text to its row, in row order."""
+    pd.DataFrame({column: np.arange(len(texts), dtype=np.int64)}, index=list(texts)).to_parquet(path)
 
 
 def _reencode(paths: list[Path], lengths: list[int], out: Path, fps: int, width: int, height: int) -> None:

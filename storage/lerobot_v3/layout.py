@@ -5,15 +5,18 @@ A v3.0 folder (LeRobot ``datasets/utils.py`` and ``lerobot_dataset.py``)::
     meta/info.json                                    codebase_version, fps, features, path templates, totals
     meta/stats.json                                   per-feature stats aggregated over all episodes
     meta/tasks.parquet                                index: task string; column task_index (int64); ours also
-                                                      lists paraphrases and segment texts (annotation_io)
+                                                      lists paraphrases (annotation_io)
+    meta/subtasks.parquet                             optional, same layout: index: sub-task string; column
+                                                      subtask_index (int64); ours: "" then the segment texts
     meta/episodes/chunk-XXX/file-YYY.parquet          one row per episode, in episode_index order
     data/chunk-XXX/file-YYY.parquet                   one row per frame, episodes concatenated (ours add
-                                                      subtask_index: a task_index, -1 outside segments)
+                                                      subtask_index: a subtasks.parquet row, 0 outside segments)
     videos/<video_key>/chunk-XXX/file-YYY.mp4         one stream, episodes concatenated; an episode is the
                                                       [from_timestamp, to_timestamp) window of its file
 
-LeRobot looks rows up by position (``meta.episodes[ep_idx]``, ``tasks.iloc[task_index]``), so episode_index and
-task_index must equal their row numbers; ``index`` is the global frame number (the data row number).
+LeRobot looks rows up by position (``meta.episodes[ep_idx]``, ``tasks.iloc[task_index]``,
+``subtasks.iloc[subtask_index]``), so episode_index, task_index and subtask_index must equal their row numbers;
+``index`` is the global frame number (the data row number).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ DEFAULT_VIDEO_FILE_SIZE_IN_MB = 200
 INFO_PATH = "meta/info.json"
 STATS_PATH = "meta/stats.json"
 TASKS_PATH = "meta/tasks.parquet"
+SUBTASKS_PATH = "meta/subtasks.parquet"  # LeRobot's DEFAULT_SUBTASKS_PATH; read by LeRobotDataset when present
 EPISODES_DIR = "meta/episodes"
 DATA_DIR = "data"
 VIDEO_DIR = "videos"
@@ -58,8 +62,9 @@ DEFAULT_FEATURES: dict[str, dict[str, Any]] = {
     TASK_INDEX: {"dtype": "int64", "shape": [1], "names": None},
 }
 
-# Our per-frame sub-task column (see annotation_io): declared like LeRobot's own int columns so LeRobot loads it.
-# It belongs in storage.features once that module takes it; the string is LeRobot's own name for the feature.
+# The per-frame sub-task column (see annotation_io): declared like LeRobot's own int columns. LeRobot maps it to
+# ``item["subtask"]`` through meta/subtasks.parquet when the feature and the file are both there. It belongs in
+# storage.features once that module takes it; the string is LeRobot's own name for the feature.
 SUBTASK_INDEX = "subtask_index"
 SUBTASK_FEATURE: dict[str, Any] = {"dtype": "int64", "shape": [1], "names": None}
 

@@ -164,6 +164,7 @@ def test_export_layout_and_metadata(store: EpisodeStore, demo: list[dict], tmp_p
         "meta/episodes/chunk-000/file-000.parquet",
         "meta/info.json",
         "meta/stats.json",
+        "meta/subtasks.parquet",
         "meta/tasks.parquet",
         "videos/observation.images.front/chunk-000/file-000.mp4",
         "videos/observation.images.wrist/chunk-000/file-000.mp4",
@@ -189,6 +190,8 @@ def test_export_layout_and_metadata(store: EpisodeStore, demo: list[dict], tmp_p
     tasks = pd.read_parquet(out / L.TASKS_PATH)
     assert list(tasks.index) == ["pick up the red cube", "push the blue block"]
     assert tasks["task_index"].tolist() == [0, 1]
+    subtasks = pd.read_parquet(out / L.SUBTASKS_PATH)  # written even without segments: only "no sub-task"
+    assert list(subtasks.index) == [""] and subtasks["subtask_index"].tolist() == [0]
 
     eps = read_episodes(out)
     assert eps["episode_index"].tolist() == [0, 1, 2]
@@ -214,7 +217,7 @@ def test_export_layout_and_metadata(store: EpisodeStore, demo: list[dict], tmp_p
 
     data = read_data(out)
     assert list(data.columns) == EXPORT_COLUMNS
-    assert data["subtask_index"].tolist() == [-1] * 39  # no segments
+    assert data["subtask_index"].tolist() == [0] * 39  # no segments: every frame is row 0 ("") of subtasks.parquet
     assert np.array_equal(np.stack(data[F.OBS_STATE]), np.concatenate([d["state"] for d in demo]))
     assert data[F.INDEX].tolist() == list(range(39))
     assert data[F.TASK_INDEX].tolist() == [0] * 12 + [1] * 20 + [0] * 7
@@ -234,6 +237,7 @@ def test_lerobot_loads_export_offline(store: EpisodeStore, demo: list[dict], tmp
     assert np.array_equal(d["index"], np.arange(sum(lengths)))
     assert np.allclose(d["timestamp"], np.concatenate([np.arange(n) / FPS for n in lengths]), atol=1e-6)
     assert d["task"].tolist() == [EPISODES[e][1] for e in np.repeat([0, 1, 2], lengths)]
+    assert d["subtask"].tolist() == [""] * sum(lengths)  # LeRobot maps subtask_index through subtasks.parquet
     assert "vla_dashboard/task" in d["_meta_episode_columns"].tolist()  # LeRobot keeps our extra columns
     for cam in CAMERAS:
         got = d[f"observation.images.{cam.name}"].transpose(0, 2, 3, 1)  # (N, H, W, 3)

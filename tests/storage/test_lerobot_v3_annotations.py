@@ -25,7 +25,7 @@ from storage.lerobot_v3 import layout as L
 
 P = L.VLA_PREFIX
 PICK, PUSH = EPISODES[0][1], EPISODES[1][1]  # the demo's two instructions; episodes are 12, 20 and 7 frames long
-# What each demo episode gets; the texts overlap on purpose (deduplicated in tasks.parquet).
+# What each demo episode gets; the texts overlap on purpose (deduplicated in tasks.parquet and subtasks.parquet).
 ANNOTATIONS = [
     {
         "paraphrases": ["grab the red cube", "lift the red cube"],
@@ -41,8 +41,10 @@ ANNOTATIONS = [
     },
     None,  # episode 2 stays unannotated
 ]
-# tasks.parquet order: instructions first, then each episode's paraphrases and segment texts, first seen first.
-TASKS = [PICK, PUSH, "grab the red cube", "lift the red cube", "reach", "grasp", "shove the blue block"]
+# tasks.parquet order: instructions first, then the paraphrases, first seen first; segment texts are not tasks.
+TASKS = [PICK, PUSH, "grab the red cube", "lift the red cube", "shove the blue block"]
+# subtasks.parquet: "" (no sub-task) first, then the segment texts, first seen first.
+SUBTASKS = ["", "reach", "grasp", PUSH]
 
 
 @pytest.fixture
@@ -60,11 +62,14 @@ def demo(store: EpisodeStore) -> list[dict]:
     return truth
 
 
+def expected_subtask_texts() -> list[str]:
+    ep0 = ["reach"] * 4 + [""] * 2 + ["grasp"] * 5 + [""]  # frames 0-3, 4-5, 6-10, 11
+    ep1 = [""] * 2 + [PUSH] * 18
+    return ep0 + ep1 + [""] * 7
+
+
 def expected_subtasks() -> list[int]:
-    reach, grasp = TASKS.index("reach"), TASKS.index("grasp")
-    ep0 = [reach] * 4 + [-1] * 2 + [grasp] * 5 + [-1]  # frames 0-3, 4-5, 6-10, 11
-    ep1 = [-1] * 2 + [TASKS.index(PUSH)] * 18
-    return ep0 + ep1 + [-1] * 7
+    return [SUBTASKS.index(t) for t in expected_subtask_texts()]
 
 
 EPISODES_FILE = "meta/episodes/chunk-000/file-000.parquet"
@@ -92,14 +97,23 @@ def test_export_writes_annotations_where_lerobot_allows(store: EpisodeStore, dem
     info = json.loads((out / L.INFO_PATH).read_text())
     assert info["total_tasks"] == len(TASKS)
     assert info["features"]["subtask_index"] == {"dtype": "int64", "shape": [1], "names": None}
-    assert not (out / "meta/subtasks.parquet").exists()  # LeRobot would look -1 up there as its last row
+    # Read the way LeRobot's load_subtasks does; item["subtask"] is subtasks.iloc[subtask_index].name.
+    subtasks = pd.read_parquet(out / L.SUBTASKS_PATH)
+    assert list(subtasks.index) == SUBTASKS and list(subtasks.columns) == ["subtask_index"]
+    assert subtasks["subtask_index"].tolist() == list(range(len(SUBTASKS)))
+    assert subtasks["subtask_index"].dtype == "int64"
+    # Stored like tasks.parquet (LeRobot's write_tasks: DataFrame.to_parquet with the text as unnamed index).
+    assert pq.read_schema(out / L.SUBTASKS_PATH).names == ["subtask_index", "__index_level_0__"]
+    assert pq.read_schema(out / L.TASKS_PATH).names == ["task_index", "__index_level_0__"]
 
     data = read_data(out)
     assert data["task_index"].tolist() == [0] * 12 + [1] * 20 + [0] * 7  # training sees the instructions only
     assert data["subtask_index"].tolist() == expected_subtasks()
+    assert [subtasks.iloc[i].name for i in data["subtask_index"]] == expected_subtask_texts()
     assert pq.read_schema(out / "data/chunk-000/file-000.parquet").field("subtask_index").type == pa.int64()
     stats = json.loads((out / L.STATS_PATH).read_text())
-    assert stats["subtask_index"]["min"] == [-1] and stats["subtask_index"]["count"] == [39]
+    assert stats["subtask_index"]["min"] == [0] and stats["subtask_index"]["max"] == [3]
+    assert stats["subtask_index"]["count"] == [39]
 
     eps = read_episodes(out)
     assert [list(t) for t in eps["tasks"]] == [
@@ -124,7 +138,7 @@ def test_lerobot_loads_annotated_export(store: EpisodeStore, demo: list[dict], t
     assert d["subtask_index"].reshape(-1).tolist() == expected_subtasks()
     assert d["task"].tolist() == [PICK] * 12 + [PUSH] * 20 + [PICK] * 7
     assert d["_meta_tasks"].tolist() == TASKS
-    assert "subtask" not in d  # no meta/subtasks.parquet, so LeRobot does not map subtask_index itself
+    assert d["subtask"].tolist() == expected_subtask_texts()  # the segment text inside a segment, "" outside
     assert {P + "paraphrases", P + "segments", P + "notes"} <= set(d["_meta_episode_columns"].tolist())
 
 
@@ -144,7 +158,9 @@ def test_round_trip_keeps_annotations(store: EpisodeStore, demo: list[dict], tmp
     assert svc.history(ids[2]) == [] and copies[2].version == 1  # nothing to set: no edit, no event
 
     second = export_dataset(store, "copy", tmp_path / "second")
-    pd.testing.assert_frame_equal(read_data(first), read_data(second))
+    pd.testing.assert_frame_equal(read_data(first), read_data(second))  # subtask_index included
+    for path in (L.TASKS_PATH, L.SUBTASKS_PATH):
+        pd.testing.assert_frame_equal(pd.read_parquet(first / path), pd.read_parquet(second / path))
     e1, e2 = read_episodes(first), read_episodes(second)
     cols = ["tasks", *(P + k for k in ("paraphrases", "segments", "failure_reason", "notes", "annotation_version"))]
     assert e1[cols].astype(str).equals(e2[cols].astype(str))
@@ -169,7 +185,8 @@ def test_export_episodes_takes_annotations_from_the_infos(
     ]
     out = export_episodes(store, frozen, tmp_path / "snap", label="snap-1")
     tasks = pd.read_parquet(out / L.TASKS_PATH)
-    assert list(tasks.index) == [PICK, "take the red cube", "approach"]  # nothing of the SQL annotations
+    assert list(tasks.index) == [PICK, "take the red cube"]  # nothing of the SQL annotations
+    assert list(pd.read_parquet(out / L.SUBTASKS_PATH).index) == ["", "approach"]
     eps = read_episodes(out)
     assert eps[P + "episode_id"].tolist() == [demo[2]["id"], demo[0]["id"]]  # the order given
     assert [list(p) for p in eps[P + "paraphrases"]] == [["take the red cube"], []]
@@ -177,13 +194,16 @@ def test_export_episodes_takes_annotations_from_the_infos(
     assert episode_column(out, "failure_reason") == ["timeout", None]
     assert eps[P + "notes"].tolist() == ["as of the snapshot", ""]
     assert eps[P + "annotation_version"].tolist() == [7, 2]
-    assert read_data(out)["subtask_index"].tolist() == [-1, 2, 2, 2, 2, -1, -1] + [-1] * 12
+    assert read_data(out)["subtask_index"].tolist() == [0, 1, 1, 1, 1, 0, 0] + [0] * 12
 
     with pytest.raises(NotFoundError, match="'snap-2' has no episodes"):
         export_episodes(store, [], tmp_path / "empty", label="snap-2")
     bad = [dataclasses.replace(frozen[0], segments=[{"start": 3, "end": 7, "text": "past the end"}])]
     with pytest.raises(StoreError, match="episode .*'past the end' \\(frames 3-7\\) is outside its 7 frames"):
         export_episodes(store, bad, tmp_path / "bad", label="snap-3")
+    empty = [dataclasses.replace(frozen[0], segments=[{"start": 1, "end": 2, "text": ""}])]
+    with pytest.raises(StoreError, match="segment at frames 1-2 has no text"):  # would read as "no sub-task"
+        export_episodes(store, empty, tmp_path / "empty_text", label="snap-4")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["snap", "store"]  # no temp folders left
 
 
