@@ -23,7 +23,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage.episode_meta import validate_name
-from storage.episode_store import EpisodeStore
+from storage.episode_store import dataset_id
 from storage.errors import AnnotationError, ConflictError, NotFoundError
 from storage.models import Dataset, Episode, EpisodeEvent, FailureReason, SnapshotEpisode, utcnow
 
@@ -177,7 +177,7 @@ class AnnotationService:
         for field, value in values.items():
             if field == "dataset":
                 # Get-or-create: undoing a merge brings back the dataset the merge deleted.
-                cols["dataset_id"] = EpisodeStore._dataset_id(session, value, create=True)
+                cols["dataset_id"] = dataset_id(session, value, create=True)
             elif field == "deleted_at":
                 cols["deleted_at"] = None if value is None else datetime.fromisoformat(value)
             else:

@@ -111,6 +111,36 @@ __all__ = [
 ]
 
 
+def dataset_id(session: Session, name: str, description: str = "", *, create: bool) -> int:
+    """Id of the dataset `name` in this session's transaction; created if missing when `create` (race-safe),
+    else NotFoundError."""
+    ds_id = session.scalar(select(Dataset.id).where(Dataset.name == name))
+    if ds_id is not None:
+        return ds_id
+    if not create:
+        raise NotFoundError(f"no dataset named {name!r}")
+    # INSERT .. ON CONFLICT DO NOTHING: another process may create the same dataset at the same moment.
+    # (Not a SAVEPOINT: pysqlite's legacy transaction handling makes savepoints unreliable.)
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    elif dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:  # pragma: no cover - only SQLite and PostgreSQL are supported
+        session.add(Dataset(name=name, description=description))
+        session.flush()
+        return session.scalar(select(Dataset.id).where(Dataset.name == name))
+    session.execute(
+        insert(Dataset)
+        .values(name=name, description=description, created_at=utcnow())
+        .on_conflict_do_nothing(index_elements=["name"])
+    )
+    ds_id = session.scalar(select(Dataset.id).where(Dataset.name == name))
+    if ds_id is None:  # pragma: no cover
+        raise RuntimeError(f"dataset {name!r} vanished right after it was created")
+    return ds_id
+
+
 class EpisodeStore:
     """Episodes on disk under ``data_dir`` plus their rows in SQL (one data dir per database)."""
 
@@ -164,35 +194,7 @@ class EpisodeStore:
         """Id of the dataset ``name``, creating it if missing (an existing description is kept)."""
         validate_name(name, "dataset name")
         with self._sf.begin() as session:
-            return self._dataset_id(session, name, description, create=True)
-
-    @staticmethod
-    def _dataset_id(session: Session, name: str, description: str = "", *, create: bool) -> int:
-        ds_id = session.scalar(select(Dataset.id).where(Dataset.name == name))
-        if ds_id is not None:
-            return ds_id
-        if not create:
-            raise NotFoundError(f"no dataset named {name!r}")
-        # INSERT .. ON CONFLICT DO NOTHING: another process may create the same dataset at the same moment.
-        # (Not a SAVEPOINT: pysqlite's legacy transaction handling makes savepoints unreliable.)
-        dialect = session.get_bind().dialect.name
-        if dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert
-        elif dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:  # pragma: no cover - only SQLite and PostgreSQL are supported
-            session.add(Dataset(name=name, description=description))
-            session.flush()
-            return session.scalar(select(Dataset.id).where(Dataset.name == name))
-        session.execute(
-            insert(Dataset)
-            .values(name=name, description=description, created_at=utcnow())
-            .on_conflict_do_nothing(index_elements=["name"])
-        )
-        ds_id = session.scalar(select(Dataset.id).where(Dataset.name == name))
-        if ds_id is None:  # pragma: no cover
-            raise RuntimeError(f"dataset {name!r} vanished right after it was created")
-        return ds_id
+            return dataset_id(session, name, description, create=True)
 
     def list_datasets(self) -> list[DatasetInfo]:
         from sqlalchemy import func
@@ -260,7 +262,7 @@ class EpisodeStore:
         with self._sf() as session:
             query = select(Episode, Dataset.name).join(Dataset, Episode.dataset_id == Dataset.id)
             if dataset is not None:
-                ds_id = self._dataset_id(session, dataset, create=False)
+                ds_id = dataset_id(session, dataset, create=False)
                 query = query.where(Episode.dataset_id == ds_id)
             if not include_trashed:
                 query = query.where(Episode.deleted_at.is_(None))
@@ -338,7 +340,7 @@ class EpisodeStore:
 
     def _insert(self, manifest: Mapping[str, Any], rel_path: str) -> int:
         with self._sf.begin() as session:
-            ds_id = self._dataset_id(session, manifest["dataset"], create=True)
+            ds_id = dataset_id(session, manifest["dataset"], create=True)
             ep = Episode(
                 uid=manifest["uid"],
                 dataset_id=ds_id,
