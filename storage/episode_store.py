@@ -202,7 +202,7 @@ class EpisodeStore:
         with self._sf() as session:
             rows = session.execute(
                 select(Dataset, func.count(Episode.id))
-                .outerjoin(Episode, Episode.dataset_id == Dataset.id)
+                .outerjoin(Episode, (Episode.dataset_id == Dataset.id) & Episode.deleted_at.is_(None))
                 .group_by(Dataset.id)
                 .order_by(Dataset.name)
             ).all()

@@ -273,3 +273,12 @@ def test_quality_flags_are_computed_at_save_filterable_and_recomputable(store, h
     assert "too_short" in store.get_episode(short).quality_flags
     with pytest.raises(NotFoundError, match=r"\[999\]"):
         store.recompute_quality([999])
+
+
+def test_dataset_counts_leave_out_the_trash(store, svc, h) -> None:
+    kept = h.record_episode(store, n=5)
+    gone = h.record_episode(store, n=5)
+    svc.trash([gone], user="a")
+    assert [(d.name, d.num_episodes) for d in store.list_datasets()] == [("demo", 1)]
+    svc.restore([gone], user="a")
+    assert [(d.name, d.num_episodes) for d in store.list_datasets()] == [("demo", 2)] and kept

@@ -16,7 +16,7 @@ router = APIRouter(tags=["curation"])
 
 @router.get("/datasets")
 def list_datasets(curation: CurationDep) -> list[DatasetOut]:
-    """Datasets with their number of live episodes and trash."""
+    """Datasets with their number of live episodes (the trash not counted)."""
     return [DatasetOut(**dataclasses.asdict(d)) for d in curation.store.list_datasets()]
 
 
