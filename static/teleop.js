@@ -177,6 +177,7 @@
     if (st) say(`scene reset (seed ${st.seed ?? "?"})`);
   }
   function operator() {
+    if (!S.el.operator) return localStorage.getItem("vla.operator") || "";  // the socket can open before build()
     const name = S.el.operator.value.trim();
     if (name) localStorage.setItem("vla.operator", name);
     return name;

@@ -263,7 +263,7 @@ class AnnotationService:
             return [_event_info(e) for e in rows]
 
     def undo(self, episode_id: int, *, user: str, expected_version: int | None = None) -> EventInfo:
-        """Revert the newest change not yet undone (as a new "undo" event). NotFoundError if there is none."""
+        """Revert the newest change not yet undone (as a new "undo" event). ConflictError if there is none."""
         user = _user(user)
         with self._sf.begin() as session:
             ep = self._episode(session, episode_id)
@@ -278,12 +278,12 @@ class AnnotationService:
                 .limit(1)
             ).first()
             if target is None:
-                raise NotFoundError(f"episode {episode_id} has no change left to undo")
+                raise ConflictError(f"episode {episode_id} has no change left to undo")
             before = {field: pair[0] for field, pair in target.changes.items()}
             event = self._apply(session, ep, before, user=user, action="undo", expected_version=expected_version)
             if event is None:  # the values are already back (cannot normally happen); still mark it undone
                 session.execute(update(EpisodeEvent).where(EpisodeEvent.id == target.id).values(undone_by=-1))
-                raise NotFoundError(f"episode {episode_id}: the newest change was already reverted")
+                raise ConflictError(f"episode {episode_id}: the newest change was already reverted")
             session.execute(update(EpisodeEvent).where(EpisodeEvent.id == target.id).values(undone_by=event.id))
             return event
 

@@ -222,9 +222,9 @@ class ExportJobOut(BaseModel):
     kind: str
     name: str
     user: str
-    state: Literal["queued", "running", "done", "failed"]
-    done: int
-    total: int
+    state: Literal["queued", "running", "done", "failed"] = Field(description="queued until the worker is free")
+    done: int = Field(description="progress steps done: one per episode table and one per episode video")
+    total: int = Field(description="progress steps in all (0 until the export has started)")
     out_dir: str
     error: str | None
     created_at: datetime

@@ -1,5 +1,6 @@
-"""The Gradio UI builder: a "Teleop" tab hosting the JS console (static/teleop.js over /ws/teleop) and an
-"Episodes" tab listing recorded episodes newest first with a thumbnail and playable videos."""
+"""The Gradio UI builder: a "Teleop" tab hosting the JS console (static/teleop.js over /ws/teleop), a "Label" tab
+hosting the labeling and curation app (static/label.js over the REST API), and an "Episodes" tab listing recorded
+episodes newest first with a thumbnail and playable videos."""
 
 from __future__ import annotations
 
@@ -20,14 +21,16 @@ def theme() -> gr.themes.Base:
 
 
 def head_html(static_dir: Path) -> str:
-    """<head> additions: the console's CSS and JS, versioned by modification time so a reload picks up edits."""
+    """<head> additions: the teleop console's and the labeling app's CSS and JS, versioned by modification time so
+    a reload picks up edits. (label.js loads plotly.js from /vendor itself when the Label tab is first shown.)"""
 
     def version(name: str) -> int:
         return int((static_dir / name).stat().st_mtime)
 
-    return (
-        f'<link rel="stylesheet" href="/static/teleop.css?v={version("teleop.css")}">'
-        f'<script src="/static/teleop.js?v={version("teleop.js")}" defer></script>'
+    return "".join(
+        f'<link rel="stylesheet" href="/static/{app}.css?v={version(app + ".css")}">'
+        f'<script src="/static/{app}.js?v={version(app + ".js")}" defer></script>'
+        for app in ("teleop", "label")
     )
 
 
@@ -89,6 +92,9 @@ def build_ui(*, store) -> gr.Blocks:
             with gr.Tab("Teleop", id="teleop"):
                 # static/teleop.js finds this element and builds the console inside it (keymap, cameras, HUD).
                 gr.HTML('<div id="vla-teleop">Loading the teleop console…</div>', js_on_load=None, padding=False)
+            with gr.Tab("Label", id="label"):
+                # static/label.js finds this element and builds the browser, player, annotation and curation panels.
+                gr.HTML('<div id="vla-label">Loading the labeling app…</div>', js_on_load=None, padding=False)
             with gr.Tab("Episodes", id="episodes") as episodes_tab:
                 refresh = gr.Button("Refresh", size="sm")
                 table = gr.HTML(lambda: episodes_html(store), js_on_load=None)

@@ -130,3 +130,19 @@ def open_console(browser, url: str, *, operator: str | None = None, viewport=(14
         page.fill("#vla-operator", operator)
         page.locator("#vla-operator").dispatch_event("change")
     return page
+
+
+def record_episodes(server: Server, n: int, *, seconds: float = 1.0, operator: str = "expert", dataset: str = "teleop"):
+    """Record `n` episodes through the real recording endpoints while the sim's scripted expert drives the arm
+    (each `seconds` long, saved as successes); returns their ids. The command source is idle again afterwards."""
+    server.post("/api/robot/source", {"name": "expert"})
+    ids = []
+    try:
+        for _ in range(n):
+            server.post("/api/robot/reset", {})
+            server.post("/api/robot/recording/start", {"operator": operator, "dataset": dataset})
+            time.sleep(seconds)
+            ids.append(server.post("/api/robot/recording/save", {"success": True})["episode_id"])
+    finally:
+        server.post("/api/robot/source", {"name": "idle"})
+    return ids

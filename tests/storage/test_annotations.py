@@ -129,7 +129,7 @@ def test_undo_walks_back_one_change_at_a_time(store, svc, ep) -> None:
     assert (store.get_episode(ep).instruction, store.get_episode(ep).notes) == ("first", "")
     svc.undo(ep, user="b")
     assert store.get_episode(ep).instruction == "pick up the red cube"
-    with pytest.raises(NotFoundError, match="no change left to undo"):
+    with pytest.raises(ConflictError, match="no change left to undo"):
         svc.undo(ep, user="b")
     history = svc.history(ep)
     assert [e.action for e in history] == ["undo", "undo", "edit", "edit"]

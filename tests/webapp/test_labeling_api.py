@@ -89,7 +89,7 @@ def test_undo(client, ep) -> None:
     r = client.post(f"/api/episodes/{ep}/undo", json={"user": "bob", "version": 2})
     assert r.status_code == 200 and r.json()["human_success"] is True and r.json()["failure_reason"] is None
     assert r.json()["version"] == 3
-    assert client.post(f"/api/episodes/{ep}/undo", json={"user": "bob"}).status_code == 404  # nothing left
+    assert client.post(f"/api/episodes/{ep}/undo", json={"user": "bob"}).status_code == 409  # nothing left
 
 
 def test_bulk_operations_trash_restore_and_purge(client, store, ep) -> None:
