@@ -281,8 +281,7 @@ class AnnotationService:
                 raise ConflictError(f"episode {episode_id} has no change left to undo")
             before = {field: pair[0] for field, pair in target.changes.items()}
             event = self._apply(session, ep, before, user=user, action="undo", expected_version=expected_version)
-            if event is None:  # the values are already back (cannot normally happen); still mark it undone
-                session.execute(update(EpisodeEvent).where(EpisodeEvent.id == target.id).values(undone_by=-1))
+            if event is None:  # every later change is an undo, so the values are `after`; not expected to happen
                 raise ConflictError(f"episode {episode_id}: the newest change was already reverted")
             session.execute(update(EpisodeEvent).where(EpisodeEvent.id == target.id).values(undone_by=event.id))
             return event

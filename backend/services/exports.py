@@ -13,6 +13,7 @@ import logging
 import queue
 import re
 import threading
+import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -89,12 +90,12 @@ class ExportJobs:
 
     def wait(self, job_id: int, timeout: float = 600.0) -> ExportJob:
         """Block until the job finished (tests, CLI)."""
-        deadline = utcnow().timestamp() + timeout
-        while utcnow().timestamp() < deadline:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
             job = self.get(job_id)
             if job.state in ("done", "failed"):
                 return job
-            threading.Event().wait(0.05)
+            time.sleep(0.05)
         raise TimeoutError(f"export job {job_id} did not finish in {timeout} s")
 
     def _update(self, job_id: int, **changes: Any) -> None:
