@@ -9,6 +9,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from storage.episode_query import EpisodeQuery, SortKey
 from webapp.routers.episodes import to_public
 
 EPISODES_SHOWN = 50
@@ -43,7 +44,7 @@ def _success(value: bool | None) -> str:
 
 
 def episodes_html(store, limit: int = EPISODES_SHOWN) -> str:
-    infos = sorted(store.list_episodes(), key=lambda i: (i.created_at, i.id), reverse=True)
+    infos, total = store.query_episodes(EpisodeQuery(limit=limit))  # newest first, paged in SQL
     if not infos:
         return '<p class="vla-empty">No episodes yet: record one in the Teleop tab.</p>'
     rows = []
@@ -76,13 +77,16 @@ def episodes_html(store, limit: int = EPISODES_SHOWN) -> str:
             "video",
         )
     )
-    more = f"<p>{len(infos)} episodes; the newest {limit} are shown.</p>" if len(infos) > limit else ""
+    more = ""
+    if total > limit:
+        more = f"<p>{total} episodes; the newest {limit} are shown (the Label tab browses them all).</p>"
     return f'<table class="vla-episodes"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>{more}'
 
 
 def _signature(store) -> tuple[int, int]:
-    infos = store.list_episodes()
-    return (len(infos), max((i.id for i in infos), default=0))
+    """(live episodes, newest id): changes when one is added or removed. Two small SQL queries, not a listing."""
+    newest, total = store.query_episodes(EpisodeQuery(sort=SortKey.ID, limit=1))
+    return (total, newest[0].id if newest else 0)
 
 
 def build_ui(*, store) -> gr.Blocks:

@@ -171,3 +171,16 @@ def test_vocabulary_and_openapi(client) -> None:
         "/api/datasets/{name}/merge",
     ):
         assert path in paths
+
+
+def test_episodes_tab_pages_in_sql_and_leaves_out_the_trash(store) -> None:
+    from webapp.ui import _signature, episodes_html
+
+    first, second, third = (record_episode(store, n=4) for _ in range(3))
+    from storage.annotations import AnnotationService
+
+    AnnotationService(store._sf).trash([third], user="a")
+    html = episodes_html(store, limit=1)
+    assert f'data-episode-id="{second}"' in html and f'data-episode-id="{first}"' not in html
+    assert "2 episodes; the newest 1 are shown" in html
+    assert _signature(store) == (2, second)
