@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -62,6 +63,32 @@ def record_episode(store: EpisodeStore, n: int = 40, *, auto_success: bool | Non
     return rec.save(auto_success=auto_success)
 
 
+def race_edits(store: EpisodeStore, episode_id: int, writers: int) -> list[str]:
+    """`writers` threads, each with its own AnnotationService, released together to edit the episode's notes on
+    version 1; returns each one's outcome, "ok" or "conflict"."""
+    from storage.annotations import AnnotationService
+    from storage.errors import ConflictError
+
+    results: list[str] = []
+    barrier = threading.Barrier(writers)
+
+    def write(i: int) -> None:
+        service = AnnotationService(store._sf)
+        barrier.wait()
+        try:
+            service.edit(episode_id, {"notes": f"writer {i}"}, user=f"u{i}", expected_version=1)
+            results.append("ok")
+        except ConflictError:
+            results.append("conflict")
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
 def db_url(data_dir: Path) -> str:
     return f"sqlite:///{data_dir / 'vla.db'}"
 
@@ -102,5 +129,6 @@ def h() -> SimpleNamespace:
         synthetic_image=synthetic_image,
         synthetic_step=synthetic_step,
         record_episode=record_episode,
+        race_edits=race_edits,
         db_url=db_url,
     )

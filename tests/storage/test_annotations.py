@@ -3,8 +3,6 @@ on a real SQLite store with real episode files."""
 
 from __future__ import annotations
 
-import threading
-
 import pyarrow.compute as pc
 import pytest
 
@@ -98,24 +96,8 @@ def test_concurrent_edit_on_a_stale_version_is_a_conflict_and_loses_nothing(stor
     assert [e.user for e in svc.history(ep)] == ["bob", "alice"]
 
 
-def test_racing_writers_on_one_version_exactly_one_wins(store, svc, ep) -> None:
-    results: list[str] = []
-    barrier = threading.Barrier(6)
-
-    def write(i: int) -> None:
-        other = AnnotationService(store._sf)
-        barrier.wait()
-        try:
-            other.edit(ep, {"notes": f"writer {i}"}, user=f"u{i}", expected_version=1)
-            results.append("ok")
-        except ConflictError:
-            results.append("conflict")
-
-    threads = [threading.Thread(target=write, args=(i,)) for i in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+def test_racing_writers_on_one_version_exactly_one_wins(store, svc, ep, h) -> None:
+    results = h.race_edits(store, ep, writers=6)
     assert sorted(results) == ["conflict"] * 5 + ["ok"]
     (event,) = svc.history(ep)
     assert store.get_episode(ep).notes == event.changes["notes"][1] and store.get_episode(ep).version == 2

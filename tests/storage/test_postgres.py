@@ -464,11 +464,9 @@ def test_recover_registers_unregistered_folder(pg_engine: Engine, pg_url: str, t
         engine2.dispose()
 
 
-def test_annotations_conflicts_snapshots_and_purge_on_postgres(pg_engine: Engine, tmp_path: Path) -> None:
+def test_annotations_conflicts_snapshots_and_purge_on_postgres(pg_engine: Engine, tmp_path: Path, h) -> None:
     """The labeling rules hold on PostgreSQL too: versioned edits (racing writers: one wins), undo, the quality
     flag filter, a snapshot holding an episode against purge, and a merge."""
-    import threading
-
     from storage.annotations import AnnotationService
     from storage.episode_query import EpisodeQuery
     from storage.errors import ConflictError
@@ -478,22 +476,7 @@ def test_annotations_conflicts_snapshots_and_purge_on_postgres(pg_engine: Engine
     ep, _, _ = _record(store)
     other, _, _ = _record(store, dataset="other")
     svc = AnnotationService(store._sf)
-    results: list[str] = []
-    barrier = threading.Barrier(4)
-
-    def write(i: int) -> None:
-        barrier.wait()
-        try:
-            AnnotationService(store._sf).edit(ep, {"notes": f"w{i}"}, user=f"u{i}", expected_version=1)
-            results.append("ok")
-        except ConflictError:
-            results.append("conflict")
-
-    threads = [threading.Thread(target=write, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = h.race_edits(store, ep, writers=4)
     assert sorted(results) == ["conflict"] * 3 + ["ok"]
     svc.undo(ep, user="a", expected_version=2)
     assert store.get_episode(ep).notes == "" and store.get_episode(ep).version == 3
