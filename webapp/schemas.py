@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from backend.services.curation import BulkOp
 from storage.episode_query import SuccessLabel
 from storage.models import FailureReason, QualityFlagName
 
@@ -141,7 +142,7 @@ class SplitIn(UndoIn):
 
 class BulkIn(_UserIn):
     episode_ids: list[int] = Field(min_length=1, max_length=10_000)
-    op: Literal["annotate", "move", "trash", "restore", "purge"]
+    op: BulkOp
     changes: dict | None = Field(None, description="annotate: the annotation fields to set on every episode")
     dataset: str | None = Field(None, min_length=1, max_length=64, description="move: the target dataset")
 

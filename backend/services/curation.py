@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow.compute as pc
 
@@ -21,7 +21,7 @@ from storage.episode_meta import EpisodeInfo
 from storage.errors import AnnotationError
 from storage.snapshots import SnapshotService
 
-BulkOp = str  # "annotate" | "move" | "trash" | "restore" | "purge"
+BulkOp = Literal["annotate", "move", "trash", "restore", "purge"]  # the operations on a selection
 
 
 class CurationService:
