@@ -18,8 +18,10 @@ test: setup
 test-all: setup
 	$(PY) -m pytest -q
 
+# ruff, then the layers contract of pyproject.toml (import-linter): an import pointing up fails.
 lint: setup
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports
 
 bench: setup
 	$(PY) -m bench
