@@ -30,8 +30,15 @@ BENCHES = {
         "figures": lambda r: {
             f"{s['subscribers']} viewers: {key}": s[key]
             for s in r["scenarios"]
-            for key in ("loop_fps", "dropped_ticks", "tick_ms_p50", "tick_ms_p95", "command_to_frame_ms_p50",
-                        "command_to_frame_ms_p95", "cpu_percent_of_one_core")  # fmt: skip
+            for key in (
+                "loop_fps",
+                "dropped_ticks",
+                "tick_ms_p50",
+                "tick_ms_p95",
+                "command_to_frame_ms_p50",
+                "command_to_frame_ms_p95",
+                "cpu_percent_of_one_core",
+            )  # fmt: skip
         },
     },
     "browse": {
