@@ -56,7 +56,7 @@ def populate(store: EpisodeStore, n: int, seed: int = 0) -> None:
     rng = random.Random(seed)
     start = datetime(2026, 8, 1, tzinfo=UTC)
     cams = [{"name": "front", "height": 224, "width": 224}, {"name": "wrist", "height": 224, "width": 224}]
-    with store._sf.begin() as session:
+    with store.session_factory.begin() as session:
         datasets = [Dataset(name=f"ds_{i}", created_at=start) for i in range(5)]
         session.add_all(datasets)
         session.flush()

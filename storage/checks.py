@@ -100,7 +100,7 @@ def check_store(store: EpisodeStore, *, verify_checksums: bool = True) -> list[s
         problems += _check_episode(store, info, verify_checksums=verify_checksums)
 
     claimed = {info.path for info in episodes}
-    with store._sf() as session:
+    with store.session_factory() as session:
         dataset_names = set(session.scalars(select(Dataset.name)))
     ep_dir = store.episodes_dir
     if ep_dir.exists():

@@ -17,6 +17,7 @@ from storage.errors import (
     InvalidNameError,
 )
 from storage.models import NAME_MAX_LEN, EpisodeSource
+from storage.success import effective_success
 
 EPISODES_DIR = "episodes"
 TMP_DIR = "tmp"
@@ -128,6 +129,11 @@ class EpisodeInfo:
     @property
     def duration(self) -> float:
         return self.length / self.fps
+
+    @property
+    def effective_success(self) -> bool | None:
+        """The operator's verdict when given, else the task's automatic check (storage.success)."""
+        return effective_success(self.human_success, self.auto_success)
 
 
 @dataclass(frozen=True)

@@ -14,18 +14,11 @@ from sqlalchemy import Select, and_, func, select
 from sqlalchemy.sql import ColumnElement
 
 from storage.models import Dataset, Episode, EpisodeQualityFlag, EpisodeSource, QualityFlagName
+from storage.success import SuccessLabel, effective_success_sql
 
 __all__ = ["EpisodeQuery", "SortKey", "SuccessLabel", "build_count", "build_select", "filter_conditions"]
 
 MAX_LIMIT = 500
-
-
-class SuccessLabel(enum.StrEnum):
-    """The effective label: the operator's verdict when given, else the task's automatic check."""
-
-    SUCCESS = "success"
-    FAILURE = "failure"
-    UNLABELED = "unlabeled"
 
 
 class SortKey(enum.StrEnum):
@@ -63,7 +56,7 @@ class EpisodeQuery:
 
 
 def _effective_success() -> ColumnElement:
-    return func.coalesce(Episode.human_success, Episode.auto_success)
+    return effective_success_sql(Episode.human_success, Episode.auto_success)
 
 
 def filter_conditions(q: EpisodeQuery) -> list[ColumnElement]:

@@ -281,22 +281,22 @@ class EpisodeRecorder:
                 if moved:
                     shutil.rmtree(final, ignore_errors=True)
                 shutil.rmtree(self.tmp_path, ignore_errors=True)
-                store._forget(self.uid)
+                store.end_take(self.uid)
                 raise
             try:
-                episode_id = store._insert(manifest, rel)
+                episode_id = store.register(manifest, rel)
                 _fault_point("after_commit")
             except Exception as error:
                 # The files are complete, verified and in place: keep them rather than lose the take. The
                 # manifest lets recover() register the folder at the next start, as after a crash at this point.
                 self._status = "failed"
-                store._forget(self.uid)
+                store.end_take(self.uid)
                 raise RecordingError(
                     f"episode files were saved to {final} but registering them in the database failed ({error}); "
                     "they will be registered by the store's recovery at the next start"
                 ) from error
             self._status = "saved"
-            store._forget(self.uid)
+            store.end_take(self.uid)
             return episode_id
 
     def _abort_encoders(self) -> None:
@@ -313,4 +313,4 @@ class EpisodeRecorder:
                 self._abort_encoders()
                 shutil.rmtree(self.tmp_path, ignore_errors=True)
             finally:
-                self._store._forget(self.uid)
+                self._store.end_take(self.uid)

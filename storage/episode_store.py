@@ -142,7 +142,16 @@ def dataset_id(session: Session, name: str, description: str = "", *, create: bo
 
 
 class EpisodeStore:
-    """Episodes on disk under ``data_dir`` plus their rows in SQL (one data dir per database)."""
+    """Episodes on disk under ``data_dir`` plus their rows in SQL (one data dir per database).
+
+    Public surface beyond reading, recording and deleting episodes:
+
+    * ``session_factory``: the SQLAlchemy ``sessionmaker`` the store was built with, for the services that work
+      on the same database (``AnnotationService(store.session_factory)``, ``SnapshotService(...)``, checks).
+    * ``register(manifest, rel_path)``: insert the row of a complete folder already under ``episodes/`` (the
+      recorder's last step of save(), and recover()).
+    * ``end_take(uid)``: a take ended (saved, discarded or failed): drop it and release its lock file.
+    """
 
     def __init__(
         self, data_dir: Path | str, session_factory: sessionmaker[Session], *, encoder: EncoderSettings | None = None
@@ -156,6 +165,11 @@ class EpisodeStore:
         # pyarrow imports pandas lazily on the first pa.array() from numpy (~0.4 s on this machine); pay it at
         # start-up rather than inside the first save().
         pa.array(np.zeros(1, dtype=np.float32))
+
+    @property
+    def session_factory(self) -> sessionmaker[Session]:
+        """The sessionmaker of the store's database (``with store.session_factory.begin() as session: ...``)."""
+        return self._sf
 
     # -- paths ---------------------------------------------------------------------------------------------------
     @property
@@ -330,7 +344,7 @@ class EpisodeStore:
             self._take_locks[uid] = lock_fd
         return recorder
 
-    def _forget(self, uid: str) -> None:
+    def end_take(self, uid: str) -> None:
         """The take ended (saved, discarded or failed): drop it and release its lock file."""
         with self._lock:
             self._active.pop(uid, None)
@@ -338,7 +352,9 @@ class EpisodeStore:
         if lock_fd is not None:
             release_lock(lock_fd, self.tmp_dir / f"{uid}{LOCK_SUFFIX}")
 
-    def _insert(self, manifest: Mapping[str, Any], rel_path: str) -> int:
+    def register(self, manifest: Mapping[str, Any], rel_path: str) -> int:
+        """Insert the row (and quality flags) of the complete folder ``rel_path`` described by its manifest;
+        returns the episode id. IntegrityError if the uid or path is registered already."""
         with self._sf.begin() as session:
             ds_id = dataset_id(session, manifest["dataset"], create=True)
             ep = Episode(
@@ -454,7 +470,7 @@ class EpisodeStore:
                     continue
                 try:
                     manifest = verify_episode_folder(ep_dir, dataset=ds_dir.name)
-                    report.recovered.append(self._insert(manifest, rel))
+                    report.recovered.append(self.register(manifest, rel))
                 except (FormatError, IntegrityError) as exc:
                     self.lost_dir.mkdir(parents=True, exist_ok=True)
                     target = self.lost_dir / f"{ds_dir.name}__{ep_dir.name}"

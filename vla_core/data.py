@@ -18,14 +18,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import av
 import numpy as np
 import torch
-from PIL import Image
 
 from storage.episode_store import EpisodeInfo, EpisodeStore
 from storage.errors import NotFoundError
 from storage.features import ACTION, OBS_STATE, TASK, image_key
+from storage.video import read_video
 from vla_core.constants import ACTION_IS_PAD
 
 __all__ = [
@@ -45,24 +44,8 @@ __all__ = [
 
 # ----------------------------------------------------------------------------------------------- decoding
 def decode_video(path, size: int) -> np.ndarray:
-    """Decode an MP4 to (T, 3, size, size) uint8, resized with PIL's area-averaging filter (BOX when shrinking).
-
-    BOX averages every source pixel, like a camera sensor would at the lower resolution, and matches what the
-    sim renders at that size (MuJoCo multisamples), so training and closed-loop frames look alike.
-    """
-    frames = []
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        for frame in container.decode(stream):
-            img = frame.to_image()  # PIL RGB
-            if img.size != (size, size):
-                shrinking = img.size[0] >= size and img.size[1] >= size
-                img = img.resize((size, size), Image.Resampling.BOX if shrinking else Image.Resampling.BILINEAR)
-            frames.append(np.asarray(img))
-    if not frames:
-        return np.zeros((0, 3, size, size), dtype=np.uint8)
-    return np.ascontiguousarray(np.stack(frames).transpose(0, 3, 1, 2))
+    """Decode an MP4 to (T, 3, size, size) uint8, area-averaged when shrinking (see storage.video.read_video)."""
+    return np.ascontiguousarray(read_video(path, size=(size, size)).transpose(0, 3, 1, 2))
 
 
 def _cached_decode(path: Path, size: int, info: EpisodeInfo, cam: str, cache_dir) -> np.ndarray:
@@ -101,11 +84,6 @@ class EpisodeData:
         return len(self.state)
 
 
-def episode_success(info: EpisodeInfo) -> bool | None:
-    """A human verdict wins over the automatic predicate."""
-    return info.human_success if info.human_success is not None else info.auto_success
-
-
 def load_episode(
     store: EpisodeStore,
     info: EpisodeInfo,
@@ -131,7 +109,7 @@ def load_episode(
         task=info.task,
         instruction=info.instruction,
         colour=info.extra.get("colour"),
-        success=episode_success(info),
+        success=info.effective_success,  # the operator's verdict, else the automatic check
         images=images,
         state=state,
         action=action,
@@ -148,7 +126,7 @@ def list_dataset_episodes(store: EpisodeStore, dataset: str, *, only_successful:
     if not infos:
         raise ValueError(f"dataset {dataset!r} has no episodes")
     if only_successful:
-        kept = [i for i in infos if episode_success(i) is not False]
+        kept = [i for i in infos if i.effective_success is not False]
         if not kept:
             raise ValueError(f"dataset {dataset!r} has {len(infos)} episodes but none is marked successful")
         infos = kept

@@ -27,8 +27,8 @@ BulkOp = Literal["annotate", "move", "trash", "restore", "purge"]  # the operati
 class CurationService:
     def __init__(self, store: Any, exports_dir: Path) -> None:
         self.store = store
-        self.annotations = AnnotationService(store._sf)
-        self.snapshots = SnapshotService(store._sf, store)
+        self.annotations = AnnotationService(store.session_factory)
+        self.snapshots = SnapshotService(store.session_factory, store)
         self.exports = ExportJobs(store, self.snapshots, exports_dir)
 
     # -- one episode -----------------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from storage import features as F
+from storage import video
 from storage.errors import DestinationNotEmptyError, NotFoundError, StoreError
 
 from . import annotation_io as A
@@ -137,7 +138,7 @@ def _sampled_frames(path: Path, length: int) -> np.ndarray:
     wanted = stats.sample_indices(length)
     want = set(wanted)
     got: dict[int, np.ndarray] = {}
-    for k, img in enumerate(mp4.iter_frames(path)):
+    for k, img in enumerate(video.iter_frames(path)):
         if k in want:
             got[k] = img
         if k >= wanted[-1]:
@@ -219,7 +220,7 @@ def export_episodes(
     try:
         try:
             _write(store, infos, tmp, progress, robot_type, chunks_size, data_files_size_in_mb, video_files_size_in_mb)
-        except mp4.VideoError as e:
+        except video.VideoError as e:
             raise StoreError(f"cannot read an episode video of {label!r}: {e}") from e
         _check_destination(out_dir)  # someone may have written there meanwhile
         if out_dir.is_dir():
@@ -437,7 +438,7 @@ def _reencode(paths: list[Path], lengths: list[int], out: Path, fps: int, width:
     def frames():
         for p, n in zip(paths, lengths, strict=True):
             k = 0
-            for img in mp4.iter_frames(p):
+            for img in video.iter_frames(p):
                 if k == n:
                     break
                 if img.shape[:2] != (height, width):
@@ -447,4 +448,4 @@ def _reencode(paths: list[Path], lengths: list[int], out: Path, fps: int, width:
             if k < n:
                 raise StoreError(f"{p}: the video has {k} frames but the episode has {n} rows")
 
-    mp4.encode(frames(), out, fps, width, height)
+    video.write_video(frames(), out, fps=fps, height=height, width=width, settings=mp4.REENCODE_SETTINGS)

@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from storage import features as F
+from storage import video
 from storage.errors import FormatError, NotFoundError, StoreError
 
 from . import annotation_io as A
@@ -266,13 +266,11 @@ def _plan(root: Path, dataset_name: str, tolerance_s: float, default_task: str, 
                     raise FormatError(f"{root}: missing video file {_rel(root, path)}")
                 try:
                     probes[path] = mp4.probe(path)
-                except mp4.VideoError as ex:
+                except video.VideoError as ex:
                     raise FormatError(f"{root}: video {_rel(root, path)} is truncated or corrupt ({ex})") from ex
                 codec = probes[path].codec
-                try:
-                    av.codec.Codec(codec, "r")
-                except Exception as ex:  # noqa: BLE001 - PyAV raises several kinds for unknown codecs
-                    raise FormatError(f"{root}: video {_rel(root, path)}: codec {codec!r} cannot be decoded") from ex
+                if not video.can_decode(codec):
+                    raise FormatError(f"{root}: video {_rel(root, path)}: codec {codec!r} cannot be decoded")
             p = probes[path]
             start = float(r[cols[2]])
             want = start + timestamps[e]
@@ -394,7 +392,7 @@ def import_dataset(
                 progress(i + 1, len(plan.episodes))
     except BaseException as e:
         _rollback(store, created, dataset_name, existed)
-        if isinstance(e, mp4.VideoError):
+        if isinstance(e, video.VideoError):
             raise FormatError(f"{root}: {e}; nothing was imported") from e
         raise
     return created
@@ -422,7 +420,7 @@ def _import_episode(
     action = np.asarray(pc.list_flatten(rows.column(F.ACTION)).to_numpy(zero_copy_only=False), dtype=np.float32)
     state = state.reshape(n, -1)
     action = action.reshape(n, -1)
-    frames = {cam: mp4.decode_at(path, (start + ts).tolist(), tolerance_s) for cam, (path, start) in ep.videos.items()}
+    frames = {cam: video.decode_at(p, (start + ts).tolist(), tolerance_s) for cam, (p, start) in ep.videos.items()}
     rec = store.begin(ep.meta)
     try:
         for k in range(n):
@@ -445,7 +443,8 @@ def _annotate(store: Any, root: Path, episode_id: int, ep: _Episode) -> None:
 
     version = store.get_episode(episode_id).version
     try:
-        AnnotationService(store._sf).edit(episode_id, ep.annotations, user=IMPORT_USER, expected_version=version)
+        service = AnnotationService(store.session_factory)
+        service.edit(episode_id, ep.annotations, user=IMPORT_USER, expected_version=version)
     except ValueError as e:  # AnnotationError; _plan already checked, so only a validator stricter than ours
         raise FormatError(f"{root}: episode {ep.index}: invalid annotation: {e}; nothing was imported") from e
 
@@ -469,11 +468,8 @@ def _drop_empty_dataset(store: Any, name: str) -> None:
 
     from storage.models import Dataset, Episode
 
-    session_factory = getattr(store, "_sf", None)
-    if session_factory is None:
-        return
     try:
-        with session_factory.begin() as session:
+        with store.session_factory.begin() as session:
             ds_id = session.scalar(select(Dataset.id).where(Dataset.name == name))
             if ds_id is None:
                 return

@@ -1,15 +1,16 @@
-"""MP4 helpers over PyAV: probe, lossless concatenation by remuxing, re-encoding fallback, decoding by timestamp.
+"""MP4 helpers for LeRobot folders over PyAV: probe (demux only), the video ``info`` block, lossless concatenation.
 
 Concatenation keeps every H.264 packet as it is and shifts its pts/dts by the episode's start in the output
 (cumulative frames / fps), like LeRobot's own concatenate_video_files (ffmpeg concat demuxer + stream copy). It
 needs every input to share codec, size, pixel format, time base and codec extradata (SPS/PPS), and each input
-to present exactly frames 0..n-1 at k/fps; otherwise the caller re-encodes.
+to present exactly frames 0..n-1 at k/fps; otherwise the caller re-encodes with storage.video, the project's one
+encoder and decoder, with ``REENCODE_SETTINGS``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -17,16 +18,16 @@ from pathlib import Path
 import av
 import numpy as np
 
+from storage.video import EncoderSettings, VideoError
+
 log = logging.getLogger(__name__)
 
-# Re-encode settings when remuxing is impossible: H.264 (every LeRobot decoder reads it), short GOP so that
-# LeRobot's seek-to-previous-keyframe decodes few frames per sample, visually near-lossless quality.
-REENCODE_CODEC = "libx264"
-REENCODE_OPTIONS = {"g": "10", "crf": "18", "preset": "veryfast"}
+__all__ = ["REENCODE_SETTINGS", "StreamInfo", "VideoError", "concat_remux", "probe", "video_info"]
 
-
-class VideoError(Exception):
-    """A video that cannot be opened, demuxed or decoded, or lacks frames; callers turn it into their own error."""
+# Re-encode settings when remuxing is impossible: H.264 (every LeRobot decoder reads it), a short GOP (10 frames at
+# 30 fps) so that LeRobot's seek-to-previous-keyframe decodes few frames per sample, visually near-lossless
+# quality, x264 threads of its own choosing, and the index first so the files stream.
+REENCODE_SETTINGS = EncoderSettings(gop_seconds=1 / 3, threads=0, faststart=True)
 
 
 @dataclass(frozen=True)
@@ -152,70 +153,3 @@ def concat_remux(sources: Sequence[Path], lengths: Sequence[int], fps: int, out:
     if not ok:
         out.unlink(missing_ok=True)
     return ok
-
-
-def encode(frames: Iterable[np.ndarray], out: Path, fps: int, width: int, height: int) -> int:
-    """Encode (H, W, 3) uint8 RGB frames into one H.264 MP4, frame k at pts k / fps; returns the frame count."""
-    n = 0
-    tb = Fraction(1, fps)
-    with av.open(str(out), "w", format="mp4", options={"movflags": "faststart"}) as oc:
-        s = oc.add_stream(REENCODE_CODEC, rate=fps, options=dict(REENCODE_OPTIONS))
-        s.width, s.height, s.pix_fmt = width, height, "yuv420p"
-        s.time_base = tb
-        for img in frames:
-            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
-            vf.pts, vf.time_base = n, tb
-            for p in s.encode(vf):
-                oc.mux(p)
-            n += 1
-        for p in s.encode():
-            oc.mux(p)
-    return n
-
-
-def iter_frames(path: Path) -> Iterable[np.ndarray]:
-    """All frames of a file in presentation order as (H, W, 3) uint8 RGB."""
-    try:
-        with av.open(str(path)) as c:
-            for f in c.decode(video=0):
-                yield f.to_ndarray(format="rgb24")
-    except av.FFmpegError as e:
-        raise VideoError(f"{path}: {e}") from e
-
-
-def decode_at(path: Path, times: Sequence[float], tolerance_s: float) -> np.ndarray:
-    """Frames nearest to each time (seconds) -> (N, H, W, 3) uint8; VideoError if one is further than tolerance.
-
-    Seeks to the keyframe at or before min(times) and decodes forward to max(times), as LeRobot's decoders do.
-    """
-    t = np.asarray(times, dtype=np.float64)
-    lo, hi = float(t.min()), float(t.max())
-    kept_pts: list[float] = []
-    kept: list[np.ndarray] = []
-    try:
-        with av.open(str(path), metadata_errors="ignore") as c:
-            s = c.streams.video[0]
-            c.seek(max(int(lo / s.time_base), 0), backward=True, any_frame=False, stream=s)
-            for f in c.decode(s):
-                if f.pts is None:
-                    continue
-                ts = float(f.pts * f.time_base)
-                if ts >= lo - tolerance_s:
-                    kept_pts.append(ts)
-                    kept.append(f.to_ndarray(format="rgb24"))
-                if ts >= hi + tolerance_s:
-                    break
-    except av.FFmpegError as e:
-        raise VideoError(f"{path}: {e}") from e
-    if not kept:
-        raise VideoError(f"{path}: no frame at or after {lo:.4f} s")
-    loaded = np.asarray(kept_pts)
-    nearest = np.abs(t[:, None] - loaded[None, :]).argmin(axis=1)
-    dist = np.abs(loaded[nearest] - t)
-    if (dist > tolerance_s).any():
-        bad = int(np.argmax(dist > tolerance_s))
-        raise VideoError(
-            f"{path}: no frame within {tolerance_s:.4g} s of {t[bad]:.4f} s (nearest {loaded[nearest[bad]]:.4f} s); "
-            f"the video has fewer frames than the episode needs"
-        )
-    return np.stack([kept[i] for i in nearest])

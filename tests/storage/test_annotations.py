@@ -15,7 +15,7 @@ from storage.snapshots import SnapshotService
 
 @pytest.fixture
 def svc(store) -> AnnotationService:
-    return AnnotationService(store._sf)
+    return AnnotationService(store.session_factory)
 
 
 @pytest.fixture
@@ -179,7 +179,7 @@ def test_snapshot_freezes_episodes_and_annotation_versions(store, svc, h) -> Non
     bad = h.record_episode(store, n=5, auto_success=False)
     gone = h.record_episode(store, n=5, auto_success=True)
     svc.trash([gone], user="a")
-    snaps = SnapshotService(store._sf, store)
+    snaps = SnapshotService(store.session_factory, store)
     snap = snaps.create("v1", "demo", user="alice", query=EpisodeQuery(success=SuccessLabel.SUCCESS))
     assert snap.episodes == [(good, 1)] and snap.num_frames == 5
     everything = snaps.create("v2", "demo", user="alice")
@@ -246,7 +246,7 @@ def test_quality_flags_are_computed_at_save_filterable_and_recomputable(store, h
     assert "too_short" not in store.get_episode(longer).quality_flags
     flagged, total = store.query_episodes(EpisodeQuery(quality_flag="too_short"))
     assert [e.id for e in flagged] == [short] and total == 1
-    with store._sf.begin() as session:  # as if the rules had changed since the save
+    with store.session_factory.begin() as session:  # as if the rules had changed since the save
         from storage.models import EpisodeQualityFlag
 
         session.query(EpisodeQualityFlag).delete()

@@ -88,7 +88,7 @@ def test_sigkill(h, store: EpisodeStore, data_dir: Path, where: str, expect_reco
         assert [e.id for e in listed] == [kept]  # the killed take is not visible
         assert store.check() != []  # leftovers are detected before recovery
 
-    restarted = EpisodeStore(data_dir, store._sf)
+    restarted = EpisodeStore(data_dir, store.session_factory)
     report = restarted.recover()
     assert bool(report.recovered) == expect_recovered and report.quarantined == []
     assert restarted.check() == []
@@ -117,7 +117,7 @@ def test_sigkill_at_a_random_moment_of_save(h, store: EpisodeStore, data_dir: Pa
     wait_for(proc, "SAVING")
     time.sleep(delay_ms / 1000)
     kill(proc)
-    restarted = EpisodeStore(data_dir, store._sf)
+    restarted = EpisodeStore(data_dir, store.session_factory)
     restarted.recover()
     assert restarted.check() == []
     episodes = restarted.list_episodes()
@@ -131,13 +131,13 @@ def test_recover_leaves_another_process_live_take_alone(h, store: EpisodeStore, 
     proc = start_writer(data_dir, h.db_url(data_dir), "record")
     try:
         wait_for(proc, "RECORDING")
-        other = EpisodeStore(data_dir, store._sf)
+        other = EpisodeStore(data_dir, store.session_factory)
         assert not other.recover().changed
         live = sorted(p.name for p in other.tmp_dir.iterdir())
         assert len(live) == 2 and live[1] == live[0] + ".lock"  # tmp/<uid>/ and tmp/<uid>.lock
         assert other.check() == []  # a live take is not "stale"
     finally:
         kill(proc)
-    after = EpisodeStore(data_dir, store._sf).recover()
+    after = EpisodeStore(data_dir, store.session_factory).recover()
     assert sorted(after.removed_temp) == [f"tmp/{live[0]}"]
     assert list(store.tmp_dir.iterdir()) == [] and store.check() == []

@@ -28,7 +28,7 @@ def episode_files_on_disk(data_dir: Path) -> list[str]:
 
 
 def count_rows(store: EpisodeStore) -> int:
-    with store._sf() as s:
+    with store.session_factory() as s:
         return s.scalar(select(func.count(Episode.id)))
 
 
@@ -372,7 +372,7 @@ def test_database_failure_after_move_keeps_the_take_for_recovery(
     def database_down(*args, **kwargs):
         raise ConnectionError("database is down")
 
-    monkeypatch.setattr(store, "_insert", database_down)
+    monkeypatch.setattr(store, "register", database_down)
     with pytest.raises(RecordingError, match="registered by the store's recovery"):
         rec.save(auto_success=True)
     assert store.list_episodes() == [] and any("orphan" in p for p in store.check())
@@ -403,7 +403,7 @@ def test_recover_finishes_interrupted_delete(h, store: EpisodeStore) -> None:
     episode_id = h.record_episode(store, n=3)
     info = store.get_episode(episode_id)
     os.rename(store.data_dir / info.path, store.tmp_dir / f"{info.uid}.trash")  # killed right after this step
-    report = EpisodeStore(store.data_dir, store._sf).recover()
+    report = EpisodeStore(store.data_dir, store.session_factory).recover()
     assert report.finished_deletes == [info.uid]
     assert store.list_episodes() == [] and store.check() == []
 
