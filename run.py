@@ -190,7 +190,7 @@ def cmd_export(args, settings: Settings, store) -> int:
     what = f"snapshot '{args.snapshot}'" if args.snapshot else f"'{args.dataset}'"
     with _progress_bar(f"export {args.snapshot or args.dataset}") as progress:
         if args.snapshot:
-            infos = SnapshotService(store._sf, store).episodes(args.snapshot)
+            infos = SnapshotService(store.session_factory, store).episodes(args.snapshot)
             export_episodes(store, infos, args.out, label=f"snapshot {args.snapshot}", progress=progress)
         else:
             export_dataset(store, args.dataset, args.out, progress=progress)
@@ -203,7 +203,7 @@ def cmd_snapshot(args, settings: Settings, store) -> int:
     from storage.snapshots import SnapshotService
 
     query = EpisodeQuery(success=SuccessLabel(args.success) if args.success else None)
-    snap = SnapshotService(store._sf, store).create(
+    snap = SnapshotService(store.session_factory, store).create(
         args.name, args.dataset, user=args.user, description=args.description, query=query
     )
     print(f"snapshot '{snap.name}': {snap.num_episodes} episodes, {snap.num_frames} frames of '{snap.dataset}'")
@@ -300,7 +300,8 @@ def cmd_train(args, settings: Settings, store) -> int:
 def cmd_eval(args, settings: Settings, store) -> int:
     import json
 
-    from backend.services.evaluation import EvalConfig, evaluate_policy, load_policy, write_report
+    from backend.services.evaluation import EvalConfig, evaluate_policy, write_report
+    from vla_core.policies import load_policy
 
     cfg = EvalConfig(
         task=args.task,

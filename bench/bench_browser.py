@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from bench.machine import write_result
+from vla_core.metrics import NEAREST_RANK, percentile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
 from serve import chromium, open_console, run_server  # noqa: E402
@@ -31,10 +32,8 @@ GOAL_P95_MS = 80.0
 
 
 def pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    s = sorted(values)
-    return s[min(len(s) - 1, int(q / 100 * len(s)))]
+    """Nearest-rank `q`-th percentile (q in [0, 100]), None for no samples."""
+    return percentile(values, q, method=NEAREST_RANK, empty=None)
 
 
 class SocketViewers:

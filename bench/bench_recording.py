@@ -28,6 +28,7 @@ import numpy as np
 from bench.machine import machine_info, write_result
 from storage.db import make_engine, make_session_factory, upgrade_database
 from storage.episode_store import CameraSpec, EpisodeMeta, EpisodeStore
+from vla_core.metrics import percentile
 
 FrameSource = Callable[[int], tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]]
 
@@ -131,9 +132,9 @@ def record_one(
         "frames_dropped_total": missed + lost + rec.frames_dropped,
         "record_wall_s": round(record_wall, 3),
         "add_frame_ms": {
-            "p50": round(float(np.percentile(lat_ms, 50)), 3),
-            "p95": round(float(np.percentile(lat_ms, 95)), 3),
-            "p99": round(float(np.percentile(lat_ms, 99)), 3),
+            "p50": round(percentile(lat_ms, 50), 3),
+            "p95": round(percentile(lat_ms, 95), 3),
+            "p99": round(percentile(lat_ms, 99), 3),
             "max": round(float(lat_ms.max()), 3),
         },
         "tick_work_ms": {"p50": round(float(np.median(work_ms)), 3), "max": round(float(work_ms.max()), 3)},

@@ -6,7 +6,6 @@ Run from the repo root: `.venv/bin/python -m bench.bench_sim [--seeds 100] [--si
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import statistics
 import sys
@@ -19,6 +18,7 @@ import numpy as np  # noqa: E402
 
 from backend.sim import COLOURS, SimConfig, SimRobot, list_tasks, make_expert, make_task  # noqa: E402
 from bench.machine import machine_info, write_result  # noqa: E402
+from vla_core.metrics import percentile, wilson_interval  # noqa: E402
 
 
 def machine() -> dict:
@@ -30,17 +30,6 @@ def machine() -> dict:
         "numpy": np.__version__,
         "mujoco_gl": os.environ.get("MUJOCO_GL"),
     }
-
-
-def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval for a binomial proportion."""
-    if n == 0:
-        return (0.0, 1.0)
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def bench_physics(runs: int = 5, steps: int = 20000) -> dict:
@@ -90,7 +79,7 @@ def bench_render(size: int = 224, frames: int = 100) -> dict:
             renderer.update_scene(robot.data, camera=cam)
             renderer.render()
             ms.append(1000 * (time.perf_counter() - t))
-        out[cam] = {"median_ms": statistics.median(ms), "p95_ms": float(np.percentile(ms, 95))}
+        out[cam] = {"median_ms": statistics.median(ms), "p95_ms": percentile(ms, 95)}
     t = time.perf_counter()
     for _ in range(frames // 2):
         robot.observe()
@@ -121,11 +110,11 @@ def bench_expert(seeds: int = 100, max_steps: int = 300) -> dict:
                         break
                 else:
                     failures.append([colour, seed])
-            lo, hi = wilson(wins, seeds)
+            lo, hi = wilson_interval(wins, seeds)
             per_colour[colour] = {"success": wins, "n": seeds, "rate": wins / seeds, "wilson95": [lo, hi]}
         total = sum(c["success"] for c in per_colour.values())
         n = seeds * len(COLOURS)
-        lo, hi = wilson(total, n)
+        lo, hi = wilson_interval(total, n)
         out[name] = {
             "success": total,
             "n": n,

@@ -33,6 +33,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import numpy as np  # noqa: E402
 
 from bench.machine import RESULTS_DIR, write_result  # noqa: E402
+from vla_core.metrics import percentile  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 COLOUR_SEEDS = {"red": 100_000, "green": 101_000, "blue": 102_000}  # test: the headline figures
@@ -81,8 +82,9 @@ def _eval_worker(model_dir: str, colour: str, seeds: list[int], max_steps: int) 
     import torch
 
     torch.set_num_threads(1)
-    from backend.services.evaluation import EvalConfig, evaluate_policy, load_policy
+    from backend.services.evaluation import EvalConfig, evaluate_policy
     from backend.sim import SimConfig, SimRobot
+    from vla_core.policies import load_policy
 
     policy = load_policy(model_dir)
     robot = SimRobot(SimConfig(image_size=int(policy.config.image_size), cameras=tuple(policy.config.cameras)))
@@ -172,8 +174,8 @@ def inference_latency(model_dir: Path, threads: int, n: int = 200) -> dict:
     return {
         "batch": 1,
         "threads": threads,
-        "p50_ms": float(np.percentile(ms, 50)),
-        "p95_ms": float(np.percentile(ms, 95)),
+        "p50_ms": percentile(ms, 50),
+        "p95_ms": percentile(ms, 95),
         "mean_ms": float(ms.mean()),
         "n": n,
         "includes": "predict_chunk: every camera, attention maps (cross-attention + rollout), K-sample uncertainty",

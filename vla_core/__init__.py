@@ -2,8 +2,8 @@
 
 Imports are lazy so `import vla_core.constants` (used by the data pipeline) does not pull torch/transformers.
 Public names: `make_policy`, `available_policies`, `get_config_class`, `register_policy` (vla_core.policies),
-`VLATinyConfig`, `VLATinyPolicy`, `PolicyOutput` (vla_core.policies.vla_tiny), `Policy` (vla_core.inference),
-`overlay_heatmap` (vla_core.attention).
+`PolicyOutput`, `load_policy` (vla_core.policies.base), `VLATinyConfig`, `VLATinyPolicy` (vla_core.policies.vla_tiny),
+`Policy` (vla_core.inference), `overlay_heatmap` (vla_core.attention).
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ _LAZY = {
     "register_policy": "vla_core.policies",
     "VLATinyConfig": "vla_core.policies.vla_tiny",
     "VLATinyPolicy": "vla_core.policies.vla_tiny",
-    "PolicyOutput": "vla_core.policies.vla_tiny",
+    "PolicyOutput": "vla_core.policies.base",
+    "load_policy": "vla_core.policies.base",
     "Policy": "vla_core.inference",
     "overlay_heatmap": "vla_core.attention",
 }

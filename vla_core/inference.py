@@ -21,8 +21,7 @@ import numpy as np
 import torch
 
 from storage.features import OBS_STATE, image_key
-from vla_core.policies import load_policy
-from vla_core.policies.vla_tiny.modeling import PolicyOutput, load_training_metadata
+from vla_core.policies.base import PolicyOutput, load_policy, load_training_metadata
 
 
 def observation_to_batch(observation: Any, cameras: tuple[str, ...]) -> dict[str, Any]:
@@ -54,11 +53,11 @@ class Policy:
 
     @classmethod
     def load(cls, path: str | Path, *, device: str = "cpu", num_threads: int | None = None) -> Policy:
-        """Load a folder written by save_pretrained (any registered policy type). `num_threads` sets torch's
-        intra-op threads (None leaves them)."""
+        """Load a folder written by save_pretrained (any registered policy type; ValueError if it is not one) with
+        `load_policy`. `num_threads` sets torch's intra-op threads (None leaves them)."""
         if num_threads is not None:
             torch.set_num_threads(int(num_threads))
-        model = load_policy(path).to(device).eval()
+        model = load_policy(path).to(device)
         return cls(model, path=path, metadata=load_training_metadata(path))
 
     @property

@@ -1,4 +1,8 @@
-"""Offline metrics: success-rate intervals, AUROC of an uncertainty score, and uncertainty calibration."""
+"""Offline metrics: success-rate intervals, percentiles, AUROC of an uncertainty score, uncertainty calibration.
+
+The one Wilson interval and the one percentile of the tree: evaluation, the control HUD and the benchmarks use
+these instead of their own copies.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,9 @@ from collections.abc import Sequence
 import numpy as np
 
 Z_95 = 1.959963984540054  # two-sided 95% normal quantile
+# numpy's name for the nearest-rank percentile: the smallest sample with at least q% of the samples at or below it
+# (always a measured value, never an interpolation; what the control HUD and the browser bench report).
+NEAREST_RANK = "inverted_cdf"
 
 
 def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, float]:
@@ -37,6 +44,21 @@ def success_summary(successes: Sequence[bool]) -> dict:
     k = int(sum(bool(s) for s in successes))
     low, high = wilson_interval(k, n)
     return {"episodes": n, "successes": k, "success_rate": k / n if n else 0.0, "wilson_95": [low, high]}
+
+
+def percentile(
+    values: Sequence[float] | np.ndarray, q: float, *, method: str = "linear", empty: float | None = 0.0
+) -> float | None:
+    """The `q`-th percentile (q in [0, 100]) of `values` as a float; `empty` (0.0 unless given) when there are none.
+
+    `method` is numpy's: "linear" (the default, np.percentile's) interpolates between the two nearest samples;
+    NEAREST_RANK returns a sample. An empty input is not an error: latency reports of a run with no samples show
+    `empty` (callers pass NaN or None where 0 would read as a measurement).
+    """
+    if not 0.0 <= q <= 100.0:
+        raise ValueError(f"q must be in [0, 100], got {q}")
+    a = np.asarray(values, dtype=np.float64).ravel()
+    return float(np.percentile(a, q, method=method)) if a.size else empty
 
 
 def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float:

@@ -21,14 +21,14 @@ import torch
 from backend.sim import SimConfig, SimRobot, make_task
 from backend.sim.projection import cube_bbox
 from storage.features import OBS_STATE, image_key
-from vla_core.metrics import auroc, success_summary
+from storage.video import EncoderSettings, VideoWriter
+from vla_core.metrics import auroc, percentile, success_summary
 
 __all__ = [
     "EpisodeResult",
     "EvalConfig",
     "attention_peak_hit",
     "evaluate_policy",
-    "load_policy",
     "run_episode",
 ]
 
@@ -97,20 +97,6 @@ class EpisodeResult:
 
 
 # ----------------------------------------------------------------------------------------------- policy adapters
-def load_policy(model_dir: Path | str):
-    """The trained policy in `model_dir` (a save_pretrained folder), in eval mode, ready for select_action."""
-    model_dir = Path(model_dir)
-    if not (model_dir / "config.json").is_file():
-        raise ValueError(f"{model_dir} is not a saved model (no config.json)")
-    from vla_core.policies import load_policy as load_registered
-
-    try:
-        policy = load_registered(model_dir)
-    except KeyError as error:
-        raise ValueError(f"{model_dir}: {error.args[0]}") from None
-    return policy.eval()
-
-
 def _policy_obs(observation, cameras: Sequence[str]) -> dict:
     """A sim Observation as the policy's batch-1 observation dict: (H, W, 3) uint8 images and (D,) state."""
     obs = {image_key(cam): observation.images[cam] for cam in cameras}
@@ -233,8 +219,8 @@ def run_episode(
         grounding_hits=int(hits),
         grounding_frames=int(frames),
         wall_s=time.perf_counter() - t0,
-        policy_ms_p50=float(np.percentile(lat_ms, 50)) if lat_ms.size else 0.0,
-        policy_ms_p95=float(np.percentile(lat_ms, 95)) if lat_ms.size else 0.0,
+        policy_ms_p50=percentile(lat_ms, 50),
+        policy_ms_p95=percentile(lat_ms, 95),
         video=str(video_path) if video_path is not None else None,
         grounding_hits_by_map=hits_by_map,
         uncertainties=[float(x) for x in u],
@@ -341,21 +327,12 @@ class _VideoWriter:
 
     SCALE = 2  # policy-size frames are tiny; upscale for people
 
-    def __init__(self, path: Path, fps: int):
-        import av
+    SETTINGS = EncoderSettings(crf=23, threads=0)  # for people to watch, not to train on: smaller files
 
+    def __init__(self, path: Path, fps: int):
         self.path = Path(path)
         self.fps = fps
-        self._av = av
-        self._container = None
-        self._stream = None
-        self._heat: dict[str, np.ndarray] = {}
-
-    def _open(self, h: int, w: int) -> None:
-        self._container = self._av.open(str(self.path), mode="w")
-        self._stream = self._container.add_stream("libx264", rate=self.fps, options={"crf": "23", "preset": "veryfast"})
-        self._stream.width, self._stream.height = w, h
-        self._stream.pix_fmt = "yuv420p"
+        self._writer: VideoWriter | None = None  # opened at the first frame, when its size is known
 
     def add(self, observation, heat, *, step, uncertainty, threshold, instruction) -> None:
         caption = f"t={step} u={uncertainty:.3f}" if uncertainty is not None else ""
@@ -365,16 +342,12 @@ class _VideoWriter:
         self._write(frame, instruction)
 
     def close(self, observation, success: bool) -> None:
-        try:
-            if self._container is not None:
-                frame = self._compose(observation, None, "SUCCESS" if success else "FAIL")
-                for _ in range(self.fps // 2):
-                    self._write(frame, None)
-                for packet in self._stream.encode():
-                    self._container.mux(packet)
-        finally:
-            if self._container is not None:
-                self._container.close()
+        if self._writer is None:
+            return
+        with self._writer:  # finishes the file, or drops the tail if composing the last frame failed
+            frame = self._compose(observation, None, "SUCCESS" if success else "FAIL")
+            for _ in range(self.fps // 2):
+                self._write(frame, None)
 
     def _compose(self, observation, heat, text: str) -> np.ndarray:
         panels = []
@@ -394,11 +367,10 @@ class _VideoWriter:
     def _write(self, frame: np.ndarray, instruction: str | None) -> None:
         if instruction:
             frame = _draw_text(frame, instruction, (4, 6))
-        if self._container is None:
-            self._open(*frame.shape[:2])
-        vf = self._av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-        for packet in self._stream.encode(vf):
-            self._container.mux(packet)
+        if self._writer is None:
+            h, w = frame.shape[:2]
+            self._writer = VideoWriter(self.path, fps=self.fps, height=h, width=w, settings=self.SETTINGS)
+        self._writer.write(frame)
 
 
 def _overlay(img: np.ndarray, heat: np.ndarray) -> np.ndarray:

@@ -16,7 +16,8 @@ from vla_core.attention import attention_rollout, overlay_heatmap
 from vla_core.constants import ACTION_IS_PAD, NORMALIZATION_FILE
 from vla_core.inference import Policy
 from vla_core.policies import available_policies, get_config_class, load_policy, make_policy
-from vla_core.policies.vla_tiny import CharTokenizer, PolicyOutput, VLATinyConfig, VLATinyPolicy
+from vla_core.policies.base import PolicyOutput
+from vla_core.policies.vla_tiny import CharTokenizer, VLATinyConfig, VLATinyPolicy
 
 CAMERAS = ("front", "wrist")
 STATS = {

@@ -2,15 +2,16 @@
 
 A policy package registers its PreTrainedModel subclass with `@register_policy("<name>")`; the class carries its
 config class as `config_class`. `make_policy(cfg)` builds the policy whose config class matches `cfg`;
-`get_config_class(name)` gives the config class to build a config from overrides; `load_policy(dir)` reads
-config.json's `model_type` and loads the right class.
+`get_config_class(name)` gives the config class to build a config from overrides. `load_policy(dir)` (defined in
+`vla_core.policies.base`, with the output type and the training-metadata I/O) reads config.json's `model_type` and
+loads the right class.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
+
+from vla_core.policies.base import load_policy
 
 _REGISTRY: dict[str, type] = {}
 _BUILTIN = ("vla_tiny",)  # imported on first use so the registry is complete without import-order tricks
@@ -70,12 +71,6 @@ def make_policy(cfg: Any = None, **overrides: Any):
         if type(cfg) is cls.config_class:
             return cls(cfg)
     raise KeyError(f"no registered policy uses config class {type(cfg).__qualname__}")
-
-
-def load_policy(path: str | Path, **kwargs: Any):
-    """Load a saved policy folder with the class its config.json names (`model_type` = registered name)."""
-    model_type = json.loads((Path(path) / "config.json").read_text())["model_type"]
-    return get_policy_class(model_type).from_pretrained(path, **kwargs)
 
 
 __all__ = [

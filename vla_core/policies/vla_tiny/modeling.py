@@ -44,8 +44,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections import deque
-from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -60,58 +58,14 @@ from transformers.models.resnet.modeling_resnet import ResNetConvLayer
 
 from storage.features import ACTION, OBS_STATE, TASK, image_key
 from vla_core.attention import attention_rollout, normalize_maps
-from vla_core.constants import ACTION_IS_PAD, NORMALIZATION_FILE, TRAINING_METADATA_FILE
+from vla_core.constants import ACTION_IS_PAD, NORMALIZATION_FILE
 from vla_core.policies import register_policy
+from vla_core.policies.base import PolicyOutput
+from vla_core.policies.temporal_ensembler import TemporalEnsembler
 from vla_core.policies.vla_tiny.configuration import VLATinyConfig
 from vla_core.policies.vla_tiny.processor import CharTokenizer, VLATinyProcessor, prepare_images
 
 MIN_STD = 1e-2  # floor for normalisation std: a dimension that never moved in the demos must not blow up inputs
-
-
-# ----------------------------------------------------------------------------------------------------- outputs
-@dataclass
-class PolicyOutput:
-    """What one prediction gives (torch tensors from `predict_chunk`; `.numpy()` for numpy arrays).
-
-    actions: (B, T, D_action) raw units (absolute joint targets + gripper), the ensemble mean.
-    attention: {cam: (B, g, g)} in [0, 1], where the action queries look (decoder cross-attention onto that
-        camera's tokens, mean over heads, queries and decoder layers; min-max normalised per map).
-    attention_rollout: {cam: (B, g, g)} in [0, 1], attention rollout (Abnar & Zuidema) through the fusion layers
-        (0.5 * A + 0.5 * I per layer) followed by the decoder cross-attention.
-    token_attention: {cam: (B, W, g, g)} in [0, 1], for each instruction word, the rolled-out fusion attention of
-        that word's token onto the camera's image tokens (which image patches flowed into the word's
-        representation); rows past a sentence's last word are 0.
-    tokens: the words of each instruction (W = the longest), matching token_attention's second axis.
-    action_std: (B, T, D_action) raw units, std across the K ensemble heads.
-    uncertainty: (B,) mean of the per-step std in normalised action units (higher = less sure).
-    action_samples: (K, B, T, D_action) raw units, every head's chunk.
-    camera_weight: {cam: (B,)} share of the queries' image attention that goes to each camera (sums to 1).
-    keypoint_attention: {cam: (B, h, w)} in [0, 1] (h = w = image_size / 8), where the spatial-softmax keypoints sit:
-        their softmax maps averaged, each weighted by how much the action reads it; empty without keypoints.
-    """
-
-    actions: Any
-    attention: dict[str, Any]
-    attention_rollout: dict[str, Any]
-    token_attention: dict[str, Any]
-    tokens: list[list[str]]
-    action_std: Any
-    uncertainty: Any
-    action_samples: Any = None
-    camera_weight: dict[str, Any] = field(default_factory=dict)
-    keypoint_attention: dict[str, Any] = field(default_factory=dict)
-
-    def numpy(self) -> PolicyOutput:
-        """A copy with every tensor as a float32 numpy array."""
-
-        def conv(v):
-            if isinstance(v, torch.Tensor):
-                return v.detach().float().cpu().numpy()
-            if isinstance(v, dict):
-                return {k: conv(x) for k, x in v.items()}
-            return v
-
-        return PolicyOutput(**{f.name: conv(getattr(self, f.name)) for f in fields(self)})
 
 
 # ----------------------------------------------------------------------------------------------------- blocks
@@ -429,9 +383,7 @@ class VLATinyPolicy(PreTrainedModel):
         self.register_buffer("image_mean", torch.tensor(c.image_mean, dtype=torch.float32), persistent=True)
         self.register_buffer("image_std", torch.tensor(c.image_std, dtype=torch.float32), persistent=True)
 
-        self._chunks: deque = deque()  # temporal ensembling: (start step, (T, A) chunk)
-        self._queue: deque = deque()  # open-loop execution when temporal_ensemble_coeff is None
-        self._step = 0
+        self._ensembler = TemporalEnsembler(c.temporal_ensemble_coeff, c.n_action_steps)  # select_action's chunks
         self.last_output: PolicyOutput | None = None
 
         self.post_init()
@@ -762,9 +714,7 @@ class VLATinyPolicy(PreTrainedModel):
     # ------------------------------------------------------------------------------------------ execution
     def reset(self) -> None:
         """Forget past chunks (call at every episode start)."""
-        self._chunks.clear()
-        self._queue.clear()
-        self._step = 0
+        self._ensembler.reset()
         self.last_output = None
 
     @torch.no_grad()
@@ -773,44 +723,14 @@ class VLATinyPolicy(PreTrainedModel):
 
         With `temporal_ensemble_coeff` set (default), predicts a chunk every step and averages every stored chunk's
         action for this step with ACT's weights exp(-coeff * i), i = 0 for the oldest prediction. With None,
-        predicts every `n_action_steps` and plays the chunk open-loop. `self.last_output` keeps the latest
-        prediction (numpy) for attention / uncertainty displays.
+        predicts every `n_action_steps` and plays the chunk open-loop (both: `TemporalEnsembler`). `self.last_output`
+        keeps the latest prediction (numpy) for attention / uncertainty displays.
         """
-        c = self.config
-        if c.temporal_ensemble_coeff is None:
-            if not self._queue:
-                out = self.predict_chunk(obs, [instruction]).numpy()
-                self.last_output = out
-                self._queue.extend(out.actions[0, : max(1, min(c.n_action_steps, c.chunk_size))])
-            self._step += 1
-            return np.asarray(self._queue.popleft(), dtype=np.float32)
-        out = self.predict_chunk(obs, [instruction]).numpy()
-        self.last_output = out
-        t = self._step
-        self._chunks.append((t, out.actions[0]))
-        while self._chunks and self._chunks[0][0] + c.chunk_size <= t:
-            self._chunks.popleft()
-        acts = np.stack([chunk[t - t0] for t0, chunk in self._chunks])  # oldest first
-        w = np.exp(-c.temporal_ensemble_coeff * np.arange(len(acts)))
-        self._step += 1
-        return ((w[:, None] * acts).sum(0) / w.sum()).astype(np.float32)
+        chunk = None
+        if self._ensembler.needs_chunk:
+            self.last_output = self.predict_chunk(obs, [instruction]).numpy()
+            chunk = self.last_output.actions[0]  # (T, D_action)
+        return self._ensembler.update(chunk)
 
 
-def save_training_metadata(model_dir: str | Path, metadata: dict) -> None:
-    """Write training_metadata.json into a saved policy folder (the trainer's record: data, steps, metrics)."""
-    path = Path(model_dir) / TRAINING_METADATA_FILE
-    path.write_text(json.dumps(metadata, indent=2, default=str) + "\n")
-
-
-def load_training_metadata(model_dir: str | Path) -> dict:
-    """training_metadata.json of a saved policy folder, {} when there is none."""
-    path = Path(model_dir) / TRAINING_METADATA_FILE
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-__all__ = [
-    "PolicyOutput",
-    "VLATinyPolicy",
-    "load_training_metadata",
-    "save_training_metadata",
-]
+__all__ = ["VLATinyPolicy"]
