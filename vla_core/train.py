@@ -30,8 +30,8 @@ import torch
 
 from storage.episode_store import EpisodeStore
 from vla_core import data as vdata
-from vla_core.constants import TRAINING_METADATA_FILE
 from vla_core.metrics import calibrate_threshold, share_above
+from vla_core.policies.base import json_default, save_training_metadata
 
 CHECKPOINTS_DIR = "checkpoints"
 METRICS_FILE = "metrics.jsonl"
@@ -179,26 +179,6 @@ def _policy_dims(policy) -> tuple[tuple[str, ...], int, int]:
     return tuple(c.cameras), int(c.image_size), int(c.chunk_size)
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
-    os.replace(tmp, path)
-
-
-def _json_default(o: Any):
-    if isinstance(o, Path):
-        return str(o)
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
-def save_training_metadata(model_dir: Path, metadata: Mapping[str, Any]) -> None:
-    _write_json(Path(model_dir) / TRAINING_METADATA_FILE, dict(metadata))
-
-
 def build_paraphrase_table(templates: Mapping[tuple[str, str], Sequence[str]]) -> dict[str, list[str]]:
     """{instruction: [all paraphrases of the same task + colour]} from {(task, colour): [filled-in texts]}."""
     table: dict[str, list[str]] = {}
@@ -260,6 +240,7 @@ def train(
     policy_factory: Callable[[TrainConfig], Any] | None = None,
     on_log: Callable[[dict], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> ModelRef:
     """Train a policy on `cfg.dataset` by behavioural cloning and save it to `cfg.out_dir`.
 
@@ -271,9 +252,11 @@ def train(
         policy_factory: builds the untrained policy from cfg (default: the registered `cfg.policy`).
         on_log: called with every metrics record (the job runner streams them).
         should_stop: polled every step; True stops cleanly with a checkpoint (a cancelled job).
+        clock: seconds, for the `minutes` budget, time-based checkpoints and the reported timings (tests pass a
+            fake one so a budget stops after a known number of steps).
     """
     cfg.validate()
-    t_start = time.perf_counter()
+    t_start = clock()
     out_dir = cfg.out_dir
     checkpoints = list_checkpoints(out_dir)
     if checkpoints and not cfg.resume:
@@ -286,9 +269,9 @@ def train(
     policy = (policy_factory or make_default_policy)(cfg)
     cameras, image_size, chunk_size = _policy_dims(policy)
 
-    t_load = time.perf_counter()
+    t_load = clock()
     episodes = vdata.load_episodes(store, infos, cameras=cameras, image_size=image_size, cache_dir=cfg.cache_dir)
-    load_s = time.perf_counter() - t_load
+    load_s = clock() - t_load
     table = paraphrases if cfg.paraphrase else None
     train_ds, val_ds = vdata.build_datasets(
         episodes, chunk_size=chunk_size, cameras=cameras, val_fraction=cfg.val_fraction, seed=cfg.seed,
@@ -347,8 +330,8 @@ def train(
         dynamic_ncols=True,
     )  # fmt: skip
     policy.train()
-    t0 = time.perf_counter()  # elapsed = elapsed_before + (now - t0)
-    window_loss, window_n, window_t0, window_samples = 0.0, 0, time.perf_counter(), 0
+    t0 = clock()  # elapsed = elapsed_before + (now - t0)
+    window_loss, window_n, window_t0, window_samples = 0.0, 0, clock(), 0
     last_loss = float("nan")
     next_time_ckpt = _next_period(elapsed_before, cfg.checkpoint_every_minutes)
     stopped_by = "steps"
@@ -368,7 +351,7 @@ def train(
 
     try:
         while True:
-            elapsed = elapsed_before + time.perf_counter() - t0
+            elapsed = elapsed_before + clock() - t0
             if max_steps is not None and step >= max_steps:
                 stopped_by = "steps"
                 break
@@ -397,12 +380,12 @@ def train(
             window_samples += cfg.batch_size
             bar.update(1)
 
-            elapsed = elapsed_before + time.perf_counter() - t0
+            elapsed = elapsed_before + clock() - t0
             do_val = val_ds is not None and (step % cfg.val_every == 0)
             if do_val:
                 last_val = evaluate_loss(policy, val_ds, val_idx, cfg.batch_size)
             if step % cfg.log_every == 0 or do_val:
-                now = time.perf_counter()
+                now = clock()
                 record = {
                     **{k: float(v) for k, v in (info or {}).items() if _is_number(v)},  # the policy's own terms
                     "step": step,
@@ -426,10 +409,10 @@ def train(
     except KeyboardInterrupt:
         bar.close()
         if step > 0 and saved_at != step:
-            save_checkpoint(elapsed_before + time.perf_counter() - t0)
+            save_checkpoint(elapsed_before + clock() - t0)
         raise
     bar.close()
-    train_s = elapsed_before + time.perf_counter() - t0
+    train_s = elapsed_before + clock() - t0
 
     # Final validation (unless this step was just validated) and a checkpoint to continue from later.
     if val_ds is not None and (step % cfg.val_every != 0 or last_val is None):
@@ -455,7 +438,7 @@ def train(
         "stopped_by": stopped_by,
         "wall_time_s": train_s,
         "load_time_s": load_s,
-        "total_time_s": time.perf_counter() - t_start,
+        "total_time_s": clock() - t_start,
         "final_loss": last_loss,
         "final_val_loss": last_val,
         "samples_per_s": step * cfg.batch_size / max(train_s, 1e-9),
@@ -514,7 +497,7 @@ def _next_period(elapsed: float, minutes: float | None) -> float | None:
 
 def _append_metrics(path: Path, record: dict) -> None:
     with open(path, "a") as f:
-        f.write(json.dumps(record, default=_json_default) + "\n")
+        f.write(json.dumps(record, default=json_default) + "\n")
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
@@ -559,7 +542,6 @@ __all__ = [
     "evaluate_loss",
     "list_checkpoints",
     "lr_factor",
-    "save_training_metadata",
     "train",
     "uncertainty_scores",
 ]

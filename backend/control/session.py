@@ -26,17 +26,21 @@ Policies chosen here (documented for the webapp):
   the loop (a failing add_frame, an auto-stop save) are only reported there. The loop itself never stops on one.
 - auto-stop: once the task's success predicate holds, recording continues for `auto_stop_settle_ticks` (10) more
   ticks, then the take is saved on a background thread with auto_success = human_success = True.
+
+Time: `clock` (default time.monotonic, injectable as in ControlLease) is the session's time: a command's age (the
+hold-still deadman), the lease, frame and take timestamps. The loop thread is paced, and its tick durations
+measured, on the real monotonic clock: those are wall-time facts (bench/bench_control.py reports them).
 """
 
 from __future__ import annotations
 
 import io
 import logging
-import math
 import secrets
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -47,8 +51,10 @@ from backend.control.commands import CommandMailbox, Frame, TeleopCommand, valid
 from backend.control.hub import FrameHub, FrameSubscription
 from backend.control.lease import DEFAULT_LEASE_TIMEOUT_S, ControlLease
 from backend.control.ratelog import RateLimitedLog
+from backend.control.recording import episode_meta_from_robot
 from backend.control.safety import SafetyFilter, sim_forward_kinematics
 from backend.control.sources import CommandSource, ExpertSource, IdleSource, TeleopSource
+from vla_core.metrics import NEAREST_RANK, percentile
 
 log = logging.getLogger(__name__)
 
@@ -78,17 +84,10 @@ class _Take:
     operator: str
     dataset: str
     source: str  # episode source recorded (teleop | scripted)
-    started: float  # time.monotonic()
+    started: float  # the session's clock
     sources_used: set[str] = field(default_factory=set)
     success_ever: bool = False
     ticks_since_success: int | None = None
-
-
-def _percentile(sorted_values: list[float], q: float) -> float:
-    if not sorted_values:
-        return 0.0
-    i = min(len(sorted_values) - 1, max(0, math.ceil(q * len(sorted_values)) - 1))
-    return sorted_values[i]
 
 
 class RobotSession:
@@ -110,6 +109,7 @@ class RobotSession:
         auto_stop_settle_ticks: int = AUTO_STOP_SETTLE_TICKS,
         seed: int = 0,
         stats_window: int = 300,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not (isinstance(control_hz, int) and 0 < control_hz <= 1000):
             raise ValueError(f"control_hz must be an integer in 1..1000, got {control_hz!r}")
@@ -126,6 +126,7 @@ class RobotSession:
             raise ValueError(f"jpeg_quality must be in 1..100, got {jpeg_quality!r}")
         self.robot = robot
         self.store = store
+        self.clock = clock
         self.control_hz = control_hz
         self.dt = 1.0 / control_hz
         self.command_timeout_s = command_timeout_s
@@ -134,7 +135,7 @@ class RobotSession:
         self.camera_names: tuple[str, ...] = tuple(robot.camera_names)
 
         self.hub = FrameHub()
-        self.lease = ControlLease(lease_timeout_s)
+        self.lease = ControlLease(lease_timeout_s, clock=clock)
         self.mailbox = CommandMailbox()
         self.safety = SafetyFilter(robot.limits, self.dt, fk=sim_forward_kinematics(robot))
         self.teleop = TeleopSource(
@@ -229,7 +230,7 @@ class RobotSession:
         while not self._stop.is_set():
             start = time.monotonic()
             try:
-                self._step(start)
+                self._step(self.clock())
             except Exception as exc:  # a tick must never kill the loop
                 self.tick_errors += 1
                 self._error(f"control tick failed: {exc!r}")
@@ -238,8 +239,9 @@ class RobotSession:
             self._tick_ms.append((end - start) * 1000)
             self._tick_starts.append(start)
             if self._tick % 15 == 0:
-                s = sorted(list(self._tick_ms)[-300:])  # status percentiles: the last ~10 s
-                self._tick_stats = (_percentile(s, 0.5), _percentile(s, 0.95), s[-1] if s else 0.0)
+                recent = list(self._tick_ms)[-300:]  # status percentiles: the last ~10 s
+                p50, p95 = (percentile(recent, q, method=NEAREST_RANK) for q in (50, 95))  # measured ticks
+                self._tick_stats = (p50, p95, max(recent, default=0.0))
             deadline += period
             if end > deadline:
                 self.overruns += 1
@@ -255,7 +257,7 @@ class RobotSession:
         """Run one tick on the caller's thread (tests, or driving the session without its thread)."""
         if self.running:
             raise RuntimeError("the loop thread is running; step() is for a stopped session")
-        return self._step(time.monotonic())
+        return self._step(self.clock())
 
     def _current(self, state: np.ndarray, last_action: np.ndarray) -> np.ndarray:
         """(D_action,): measured joints + the last gripper command (the reference of the per-tick step limit)."""
@@ -298,7 +300,7 @@ class RobotSession:
                 self._last_seq = self.teleop.applied_seq
             self._success = success = bool(robot.success())
             obs = robot.observe()
-            t_render = time.monotonic()
+            t_render = self.clock()
             self._obs = obs
             self._tick += 1
             tick = self._tick
@@ -360,7 +362,7 @@ class RobotSession:
 
     def start_recording(self, operator: str, dataset: str) -> None:
         """Begin a take (source "teleop" for teleop/idle, "scripted" for the expert); frames from the next tick."""
-        from storage.episode_store import CameraSpec, EpisodeMeta, validate_name
+        from storage.episode_store import validate_name
 
         if self.store is None:
             raise RuntimeError("this session has no episode store; recording is unavailable")
@@ -373,21 +375,17 @@ class RobotSession:
         if self._rec is not None:
             raise RecordingActiveError("already recording; save or discard the current take first")
         with self._robot_lock:
-            obs = self._obs
-            cameras = [CameraSpec(n, *obs.images[n].shape[:2]) for n in self.camera_names]
             source = self._source
-            meta = EpisodeMeta(
+            meta = episode_meta_from_robot(
+                self.robot,
+                self._obs,
                 dataset=dataset,
-                task=self._task.name,
+                task=self._task,
                 instruction=self._instruction,
-                source=source.record_as,
-                fps=self.control_hz,
-                cameras=cameras,
-                state_names=list(self.robot.state_names),
-                action_names=list(self.robot.action_names),
-                operator=operator,
                 seed=self._seed,
-                extra={"colour": getattr(self._task, "colour", None), "recorded_with": "robot_session"},
+                source=source.record_as,
+                operator=operator,
+                extra={"recorded_with": "robot_session"},
             )
             try:
                 recorder = self.store.begin(meta)
@@ -398,7 +396,7 @@ class RobotSession:
                 if self._rec is not None:  # a concurrent start won
                     recorder.discard()
                     raise RecordingActiveError("already recording; save or discard the current take first")
-                self._rec = _Take(recorder, operator, dataset, source.record_as, time.monotonic(), {source.name})
+                self._rec = _Take(recorder, operator, dataset, source.record_as, self.clock(), {source.name})
         self._event(f"recording started ({source.record_as}, operator {operator!r}, dataset {dataset!r})")
 
     def save_recording(self, success: bool) -> int:
@@ -490,7 +488,7 @@ class RobotSession:
         command_timeout_s). Raises NotControllerError without the lease, ValueError for bad values."""
         self.lease.touch(client_id)
         cmd = validate_command(cmd)
-        self.mailbox.put(cmd)
+        self.mailbox.put(cmd, now=self.clock())
         if self._source.name == "idle":
             self.set_source("teleop")
 
@@ -587,7 +585,7 @@ class RobotSession:
         if not self.running:  # viewers see the new scene even with the loop stopped
             jpeg = {name: encode_jpeg(obs.images[name], self.jpeg_quality) for name in self.camera_names}
             st = self.status()
-            self.hub.publish(Frame(tick, time.monotonic(), jpeg, [float(x) for x in obs.state], self._last_seq, st))
+            self.hub.publish(Frame(tick, self.clock(), jpeg, [float(x) for x in obs.state], self._last_seq, st))
         self._event(f"reset: {task_obj.name}/{getattr(task_obj, 'colour', '')} seed {seed}")
         return self.status()
 
@@ -637,11 +635,11 @@ class RobotSession:
             "teleop": {
                 "live": self.teleop.fresh,
                 "last_command_seq": self._last_seq,
-                "command_age_s": None if cmd is None else round(time.monotonic() - t_cmd, 3),
+                "command_age_s": None if cmd is None else round(self.clock() - t_cmd, 3),
             },
             "recording": {
                 "active": take is not None,
-                "elapsed_s": round(time.monotonic() - take.started, 2) if take else 0.0,
+                "elapsed_s": round(self.clock() - take.started, 2) if take else 0.0,
                 "frames": take.recorder.num_frames if take else 0,
                 "operator": take.operator if take else None,
                 "dataset": take.dataset if take else None,

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from backend.control.recording import episode_meta_from_robot
 from backend.sim import SimConfig, SimRobot, make_expert, make_task
-from storage.episode_store import CameraSpec, EpisodeMeta, EpisodeStore, validate_name
+from storage.episode_store import EpisodeStore, validate_name
 
 # Frames kept after success is first detected, so a demo shows the object held, not a cut at the instant of success.
 SETTLE_STEPS_AFTER_SUCCESS = 10
@@ -73,20 +74,10 @@ def _record_one(*, store, dataset, robot, task, expert, seed, operator) -> DemoR
     instruction = task.instruction(rng)  # a random paraphrase: language variety for training
     observation = robot.reset(seed=seed, task=task)
     expert.reset(robot)
-    cameras = [CameraSpec(name, *observation.images[name].shape[:2]) for name in robot.camera_names]
-    meta = EpisodeMeta(
-        dataset=dataset,
-        task=task.name,
-        instruction=instruction,
-        source="scripted",
-        fps=robot.control_hz,
-        cameras=cameras,
-        state_names=list(robot.state_names),
-        action_names=list(robot.action_names),
+    meta = episode_meta_from_robot(
+        robot, observation, dataset=dataset, task=task, instruction=instruction, seed=seed, source="scripted",
         operator=operator,
-        seed=seed,
-        extra={"colour": task.colour},
-    )
+    )  # fmt: skip
     recorder = store.begin(meta)
     try:
         steps_since_success = None

@@ -136,6 +136,7 @@ def test_eval_cli_bad_input(tmp_path):
     assert episodes.returncode == 2 and "--episodes: must be a positive integer" in episodes.stderr
 
 
+@pytest.mark.slow  # ~27 s: three run.py subprocesses (demos, train, eval)
 def test_train_then_eval_cli_end_to_end(tmp_path):
     """demos -> train (a few steps of a tiny vla_tiny) -> eval of 2 short episodes: valid JSON on stdout and file."""
     data = tmp_path / "data"

@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from helpers import open_store, record_episode
 
 from storage import features as F
-from storage.db import make_engine, make_session_factory, upgrade_database
-from storage.episode_store import CameraSpec, EpisodeMeta, EpisodeStore
+from storage.episode_store import CameraSpec, EpisodeStore
 from storage.errors import DestinationNotEmptyError, FormatError, NotFoundError
 from storage.lerobot_v3 import export_dataset, import_dataset
 from storage.lerobot_v3 import layout as L
@@ -56,36 +56,31 @@ def synthetic_frames(t_len: int, h: int, w: int, seed: int) -> np.ndarray:
     return out
 
 
-def make_store(root: Path) -> EpisodeStore:
-    root.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(f"sqlite:///{root / 'db.sqlite'}")
-    upgrade_database(engine)
-    return EpisodeStore(root / "data", make_session_factory(engine))
-
-
 def record_demo(store: EpisodeStore, dataset: str = "demo") -> list[dict]:
     """3 episodes, 2 cameras, different lengths, 2 instructions; returns what was recorded."""
     truth = []
     for i, (n, instruction, task, source, operator, seed, auto, human) in enumerate(EPISODES):
         rng = np.random.default_rng(i)
-        meta = EpisodeMeta(
-            dataset, task, instruction, source, FPS, CAMERAS, STATE_NAMES, ACTION_NAMES,
-            operator=operator, seed=seed, extra={"episode": i, "colour": "red"},
-        )  # fmt: skip
         frames = {c.name: synthetic_frames(n, c.height, c.width, i + j) for j, c in enumerate(CAMERAS)}
         state = rng.standard_normal((n, len(STATE_NAMES))).astype(np.float32)
         action = rng.standard_normal((n, len(ACTION_NAMES))).astype(np.float32)
-        with store.begin(meta) as rec:
-            for t in range(n):
-                rec.add_frame(images={c: f[t] for c, f in frames.items()}, state=state[t], action=action[t])
-            eid = rec.save(auto_success=auto, human_success=human)
+
+        def step(t, cameras, frames=frames, state=state, action=action):
+            return dict(images={c: f[t] for c, f in frames.items()}, state=state[t], action=action[t])
+
+        eid = record_episode(
+            store, n, step=step, auto_success=auto, human_success=human, dataset=dataset, task=task,
+            instruction=instruction, source=source, fps=FPS, cameras=CAMERAS, state_names=STATE_NAMES,
+            action_names=ACTION_NAMES, operator=operator, seed=seed, extra={"episode": i, "colour": "red"},
+        )  # fmt: skip
         truth.append({"id": eid, "frames": frames, "state": state, "action": action})
     return truth
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> EpisodeStore:
-    return make_store(tmp_path / "store")
+    """A store in tmp_path/store: the tests check that exports leave nothing else in tmp_path."""
+    return open_store(tmp_path / "store", recover=False)
 
 
 @pytest.fixture
@@ -124,14 +119,14 @@ def episode_cell(root: Path, column: str, row: int):
 
 def decode_export(root: Path, key: str) -> np.ndarray:
     """Every frame of one camera of an export, in dataset order, via the episodes' from/to timestamps."""
-    from storage.lerobot_v3 import mp4
+    from storage import video
 
     info = json.loads((root / L.INFO_PATH).read_text())
     out = []
     for _, ep in read_episodes(root).iterrows():
         path = root / L.video_path(key, ep[f"videos/{key}/chunk_index"], ep[f"videos/{key}/file_index"])
         start = ep[f"videos/{key}/from_timestamp"]
-        out.append(mp4.decode_at(path, [start + k / info["fps"] for k in range(ep["length"])], 1e-4))
+        out.append(video.decode_at(path, [start + k / info["fps"] for k in range(ep["length"])], 1e-4))
     return np.concatenate(out)
 
 
@@ -359,12 +354,13 @@ def _damage_truncated_video(root: Path) -> None:
 
 def _damage_short_video(root: Path) -> None:
     """A valid video that lacks the last episode's frames (re-encoded from the first 30 of 39)."""
-    from storage.lerobot_v3 import mp4
+    from storage import video
+    from storage.lerobot_v3.mp4 import REENCODE_SETTINGS
 
     path = root / "videos/observation.images.front/chunk-000/file-000.mp4"
-    frames = list(mp4.iter_frames(path))[:30]
+    frames = list(video.iter_frames(path))[:30]
     path.unlink()
-    mp4.encode(frames, path, FPS, 64, 48)
+    video.write_video(frames, path, fps=FPS, height=48, width=64, settings=REENCODE_SETTINGS)
 
 
 def _damage_wrong_version(root: Path) -> None:

@@ -1,7 +1,7 @@
 """Annotations (paraphrases, segments, failure reason, notes) through LeRobot v3.0 export and import.
 
-Reuses the store/recording/LeRobot-subprocess helpers of test_lerobot_v3.py (same folder, on sys.path under
-pytest's default import mode).
+Reuses the recording/LeRobot-subprocess helpers of test_lerobot_v3.py (same folder, on sys.path under pytest's
+default import mode).
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from test_lerobot_v3 import EPISODES, lerobot_dump, make_store, read_data, read_episodes, record_demo, snapshot
+from helpers import open_store
+from test_lerobot_v3 import EPISODES, lerobot_dump, read_data, read_episodes, record_demo, snapshot
 
 from storage.annotations import AnnotationService
 from storage.episode_store import EpisodeStore
@@ -49,13 +50,13 @@ SUBTASKS = ["", "reach", "grasp", PUSH]
 
 @pytest.fixture
 def store(tmp_path: Path) -> EpisodeStore:
-    return make_store(tmp_path / "store")
+    return open_store(tmp_path / "store", recover=False)
 
 
 @pytest.fixture
 def demo(store: EpisodeStore) -> list[dict]:
     truth = record_demo(store)
-    svc = AnnotationService(store._sf)
+    svc = AnnotationService(store.session_factory)
     for x, changes in zip(truth, ANNOTATIONS, strict=True):
         if changes:
             svc.edit(x["id"], changes, user="alice", expected_version=store.get_episode(x["id"]).version)
@@ -152,7 +153,7 @@ def test_round_trip_keeps_annotations(store: EpisodeStore, demo: list[dict], tmp
         assert {f: getattr(a, f) for f in fields} == {f: getattr(b, f) for f in fields}
     assert copies[1].segments == [{"start": 2, "end": 19, "text": PUSH}]
     assert (copies[1].human_success, copies[1].failure_reason) == (False, "dropped")
-    svc = AnnotationService(store._sf)
+    svc = AnnotationService(store.session_factory)
     (event,) = svc.history(ids[0])
     assert event.user == "lerobot-import" and copies[0].version == 2
     assert svc.history(ids[2]) == [] and copies[2].version == 1  # nothing to set: no edit, no event
@@ -269,4 +270,4 @@ def test_folder_without_annotation_columns_imports_as_before(
         e = store.get_episode(eid)
         assert (e.paraphrases, e.segments, e.failure_reason, e.notes, e.version) == ([], [], None, "", 1)
     assert [store.get_episode(i).human_success for i in ids] == [None, False, False]
-    assert all(AnnotationService(store._sf).history(i) == [] for i in ids)  # no edits were made
+    assert all(AnnotationService(store.session_factory).history(i) == [] for i in ids)  # no edits were made

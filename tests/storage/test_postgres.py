@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+import helpers
 import numpy as np
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -215,37 +216,26 @@ def pg_url(pg_server: PgServer, request: pytest.FixtureRequest) -> Iterator[str]
 
 @pytest.fixture
 def pg_engine(pg_url: str) -> Iterator[Engine]:
-    engine = make_engine(pg_url)
-    upgrade_database(engine)
+    engine = helpers.migrated_engine(pg_url)
     yield engine
     engine.dispose()
 
 
-# -- synthetic episodes (the few lines of tests/storage/conftest.py this module needs) --------------------------------
-def _meta(**overrides: object) -> EpisodeMeta:
+# -- synthetic episodes: the shared factory (tests/helpers.py) with what PostgreSQL must keep -------------------------
+def _fields(**overrides: object) -> dict[str, object]:
+    """EpisodeMeta fields over helpers.make_meta's: a BIGINT seed and nested, non-ASCII JSON in extra."""
     fields: dict[str, object] = dict(
-        dataset="demo",
-        task="pick",
-        instruction="pick up the red cube",
         source="scripted",
         fps=15,
         cameras=list(CAMERAS),
-        state_names=list(STATE_NAMES),
-        action_names=list(ACTION_NAMES),
-        operator="alice",
         seed=2**40 + 7,  # needs BIGINT
         extra={"colour": "red", "cube_size": 0.04, "params": {"xs": [1, 2.5, None], "ok": True}, "name": "café"},
     )
-    fields.update(overrides)
-    return EpisodeMeta(**fields)  # type: ignore[arg-type]
+    return {**fields, **overrides}
 
 
-def _image(i: int, height: int, width: int) -> np.ndarray:
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    r = 128 + 100 * np.sin((xx + 2 * i) / 17.0)
-    g = 128 + 100 * np.cos((yy - i) / 23.0)
-    b = np.full_like(xx, 40 + (3 * i) % 180)
-    return np.stack([r, g, b], axis=-1).round().astype(np.uint8)
+def _meta(**overrides: object) -> EpisodeMeta:
+    return helpers.make_meta(**_fields(**overrides))
 
 
 def _record(store: EpisodeStore, n: int = N_FRAMES, **meta: object) -> tuple[int, np.ndarray, np.ndarray]:
@@ -253,18 +243,17 @@ def _record(store: EpisodeStore, n: int = N_FRAMES, **meta: object) -> tuple[int
     rng = np.random.default_rng(0)
     states = rng.standard_normal((n, len(STATE_NAMES))).astype(np.float32)
     actions = rng.standard_normal((n, len(ACTION_NAMES))).astype(np.float32)
-    rec = store.begin(_meta(**meta))
-    for i in range(n):
-        rec.add_frame(
-            images={c.name: _image(i, c.height, c.width) for c in CAMERAS}, state=states[i], action=actions[i]
-        )
-    return rec.save(auto_success=True, human_success=False), states, actions
+
+    def step(i: int, cameras: list[CameraSpec]) -> dict:
+        images = {c.name: helpers.synthetic_image(i, c.height, c.width) for c in cameras}
+        return dict(images=images, state=states[i], action=actions[i])
+
+    episode_id = helpers.record_episode(store, n, step=step, auto_success=True, human_success=False, **_fields(**meta))
+    return episode_id, states, actions
 
 
 def _store(data_dir: Path, engine: Engine) -> EpisodeStore:
-    store = EpisodeStore(data_dir, make_session_factory(engine))
-    store.recover()
-    return store
+    return helpers.open_store(data_dir, session_factory=make_session_factory(engine))
 
 
 # -- tests -----------------------------------------------------------------------------------------------------------
@@ -475,14 +464,14 @@ def test_annotations_conflicts_snapshots_and_purge_on_postgres(pg_engine: Engine
     store = _store(tmp_path / "data", pg_engine)
     ep, _, _ = _record(store)
     other, _, _ = _record(store, dataset="other")
-    svc = AnnotationService(store._sf)
+    svc = AnnotationService(store.session_factory)
     results = h.race_edits(store, ep, writers=4)
     assert sorted(results) == ["conflict"] * 3 + ["ok"]
     svc.undo(ep, user="a", expected_version=2)
     assert store.get_episode(ep).notes == "" and store.get_episode(ep).version == 3
     flagged, _ = store.query_episodes(EpisodeQuery(quality_flag="too_short"))
     assert {e.id for e in flagged} == {i for i in (ep, other) if "too_short" in store.get_episode(i).quality_flags}
-    SnapshotService(store._sf, store).create("s1", store.get_episode(ep).dataset, user="a")
+    SnapshotService(store.session_factory, store).create("s1", store.get_episode(ep).dataset, user="a")
     svc.trash([ep], user="a")
     with pytest.raises(ConflictError, match="belong to a snapshot"):
         svc.check_purgeable([ep])

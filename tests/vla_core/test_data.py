@@ -7,9 +7,9 @@ import colorsys
 import numpy as np
 import pytest
 import torch
+from helpers import record_episode
 
-from storage.db import make_engine, make_session_factory, upgrade_database
-from storage.episode_store import CameraSpec, EpisodeMeta, EpisodeStore
+from storage.episode_store import CameraSpec
 from storage.features import ACTION, OBS_STATE, TASK, image_key
 from vla_core import data as vdata
 from vla_core.data import ACTION_IS_PAD
@@ -18,27 +18,18 @@ CAMS = [CameraSpec("front", 48, 48), CameraSpec("wrist", 40, 40)]
 NAMES = [f"j{i}" for i in range(6)] + ["gripper"]
 
 
-@pytest.fixture
-def store(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'vla.db'}")
-    upgrade_database(engine)
-    s = EpisodeStore(tmp_path, make_session_factory(engine))
-    s.recover()
-    yield s
-    engine.dispose()
-
-
 def record(store, *, n, colour="red", instruction=None, success=True, offset=0.0, dataset="ds"):
     """An episode whose action at step t is (offset + t) in every dimension; frames a flat grey level t*4."""
-    meta = EpisodeMeta(
-        dataset=dataset, task="pick", instruction=instruction or f"pick up the {colour} cube", source="scripted",
-        fps=30, cameras=CAMS, state_names=NAMES, action_names=NAMES, operator="t", seed=0, extra={"colour": colour},
+
+    def step(t, cameras):
+        images = {c.name: np.full((c.height, c.width, 3), 4 * t + 20, np.uint8) for c in cameras}
+        return dict(images=images, state=np.full(7, t, np.float32), action=np.full(7, offset + t, np.float32))
+
+    return record_episode(
+        store, n, step=step, auto_success=success, dataset=dataset, source="scripted",
+        instruction=instruction or f"pick up the {colour} cube", cameras=CAMS, state_names=NAMES,
+        action_names=NAMES, operator="t", seed=0, extra={"colour": colour},
     )  # fmt: skip
-    rec = store.begin(meta)
-    for t in range(n):
-        images = {c.name: np.full((c.height, c.width, 3), 4 * t + 20, np.uint8) for c in CAMS}
-        rec.add_frame(images=images, state=np.full(7, t, np.float32), action=np.full(7, offset + t, np.float32))
-    return rec.save(auto_success=success)
 
 
 def test_windows_pad_by_repeating_the_last_action(store):

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import FakeClock, open_store
 
-from storage.db import make_engine, make_session_factory, upgrade_database
-from storage.episode_store import EpisodeStore
 from vla_core.train import TrainConfig, build_paraphrase_table, list_checkpoints, lr_factor, train
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -27,15 +26,6 @@ TINY_OVERRIDES = {
 def tiny_policy_factory():
     """None: train() builds the registered policy from cfg.policy_overrides (TINY_OVERRIDES here)."""
     return None
-
-
-def open_store(data_dir: Path) -> EpisodeStore:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(f"sqlite:///{data_dir / 'vla.db'}")
-    upgrade_database(engine)
-    store = EpisodeStore(data_dir, make_session_factory(engine))
-    store.recover()
-    return store
 
 
 @pytest.fixture(scope="module")
@@ -140,10 +130,18 @@ def test_same_seed_same_run_other_seed_other_run(tiny, tmp_path):
 
 def test_minutes_budget_stops_cleanly_and_saves(tiny, tmp_path):
     store, table, _ = tiny
+    clock = FakeClock(start=0.0)
+
+    def each_step_takes_an_eighth_of_a_second() -> bool:  # train() polls should_stop once per step
+        clock.advance(0.125)
+        return False
+
     ref = train(config(tmp_path / "t", steps=None, minutes=0.04, checkpoint_every=0), store=store,
-                paraphrases=table, policy_factory=tiny_policy_factory())  # fmt: skip
+                paraphrases=table, policy_factory=tiny_policy_factory(),
+                should_stop=each_step_takes_an_eighth_of_a_second, clock=clock)  # fmt: skip
     assert ref.metrics["stopped_by"] == "minutes" and ref.step > 0
     assert 2.3 <= ref.metrics["wall_time_s"] < 10
+    assert ref.step == 20 and ref.metrics["wall_time_s"] == 2.5  # 2.4 s: the step that crosses it is the last
     assert list_checkpoints(ref.path)[-1].name == f"step_{ref.step:06d}"
     assert (ref.path / "training_metadata.json").is_file()
 

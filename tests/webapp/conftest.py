@@ -1,15 +1,14 @@
-"""Web app fixtures: a throwaway store, a fake robot session (same API as backend.control.RobotSession) and the
-app around them in FastAPI's TestClient (the lifespan starts and stops the session's loop)."""
+"""Web app fixtures: a throwaway store, a fake robot session (same API as backend.control.RobotSession) on a fake
+clock, and the app around them in FastAPI's TestClient (the lifespan starts and stops the session's loop)."""
 
 from __future__ import annotations
 
 import pytest
 from fake_session import FakeRobotSession
 from fastapi.testclient import TestClient
+from helpers import open_store
 
 from backend.settings import Settings
-from storage.db import make_engine, make_session_factory, upgrade_database
-from storage.episode_store import EpisodeStore
 from webapp import create_app
 
 
@@ -20,19 +19,16 @@ def settings(tmp_path) -> Settings:
 
 @pytest.fixture
 def store(settings):
-    settings.data_dir.mkdir(parents=True)
-    engine = make_engine(settings.database_url)
-    upgrade_database(engine)
-    yield EpisodeStore(settings.data_dir, make_session_factory(engine))
-    engine.dispose()
+    return open_store(settings.data_dir, settings.database_url, recover=False)
 
 
 @pytest.fixture
-def session():
-    return FakeRobotSession(control_hz=30)
+def robot(clock):
+    """Commands stay fresh until a test moves `clock` past command_timeout_s: a loaded machine cannot age them."""
+    return FakeRobotSession(control_hz=30, clock=clock)
 
 
 @pytest.fixture
-def client(settings, session, store):
-    with TestClient(create_app(settings, session=session, store=store, ui=False)) as c:
+def client(settings, robot, store):
+    with TestClient(create_app(settings, session=robot, store=store, ui=False)) as c:
         yield c

@@ -2,7 +2,8 @@
 
 It shares the contract's types and the real latest-frame-only FrameHub. The loop thread produces a Frame per
 tick with tiny JPEGs; commands move a fake 7-D state; a command older than command_timeout_s or an engaged
-e-stop holds it still. Recording keeps saved takes in a list (no files).
+e-stop holds it still. Recording keeps saved takes in a list (no files). `clock` (default time.monotonic) is the
+session's time, as in the real one: a command's age is measured on it; the loop thread is paced on wall time.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ TASKS = [
 class FakeRobotSession:
     camera_names = ("front", "wrist")
 
-    def __init__(self, robot=None, store=None, *, control_hz=30, command_timeout_s=0.2, **_):
+    def __init__(self, robot=None, store=None, *, control_hz=30, command_timeout_s=0.2, clock=time.monotonic, **_):
+        self._clock = clock
         self.control_hz = control_hz
         self.command_timeout_s = command_timeout_s
         self._hub = FrameHub()
@@ -75,7 +77,7 @@ class FakeRobotSession:
     def step(self) -> Frame:
         with self._lock:
             cmd = self._cmd
-            fresh = cmd is not None and time.monotonic() - self._cmd_time <= self.command_timeout_s
+            fresh = cmd is not None and self._clock() - self._cmd_time <= self.command_timeout_s
             if fresh and not self._estop and self._holder is not None:
                 k = cmd.speed / self.control_hz
                 for i, v in enumerate((cmd.vx, cmd.vy, cmd.vz, cmd.yaw_rate)):
@@ -86,7 +88,7 @@ class FakeRobotSession:
                 self._recording["frames"] += 1
             self.tick += 1
             frame = Frame(
-                self.tick, time.monotonic(), dict(self._images), list(self.state), self._last_seq, self._status_locked()
+                self.tick, self._clock(), dict(self._images), list(self.state), self._last_seq, self._status_locked()
             )
         self._hub.publish(frame)
         return frame
@@ -111,7 +113,7 @@ class FakeRobotSession:
         with self._lock:
             if self._holder is None or self._holder[0] != client_id:
                 raise NotControllerError("not the controller")
-            self._cmd, self._cmd_time = cmd, time.monotonic()
+            self._cmd, self._cmd_time = cmd, self._clock()
 
     def set_estop(self, engaged: bool) -> None:
         with self._lock:
@@ -137,7 +139,7 @@ class FakeRobotSession:
         with self._lock:
             if self._recording is not None:
                 raise RuntimeError("already recording")
-            self._recording = {"operator": operator, "dataset": dataset, "t0": time.monotonic(), "frames": 0}
+            self._recording = {"operator": operator, "dataset": dataset, "t0": self._clock(), "frames": 0}
 
     def save_recording(self, success: bool) -> int:
         with self._lock:
@@ -169,7 +171,7 @@ class FakeRobotSession:
             "success": False,
             "recording": {
                 "active": rec is not None,
-                "elapsed_s": time.monotonic() - rec["t0"] if rec else 0.0,
+                "elapsed_s": self._clock() - rec["t0"] if rec else 0.0,
                 "frames": rec["frames"] if rec else 0,
                 "auto_stop": self._auto_stop,
                 "episodes_saved": len(self.saved),

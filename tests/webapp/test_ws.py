@@ -40,7 +40,7 @@ def test_controller_moves_the_arm_and_latency_seq_is_reported(client):
         assert next_text(ws, "pong") == {"type": "pong", "t": 12.5}
 
 
-def test_second_client_cannot_take_the_lease_and_socket_close_releases_it(client, session):
+def test_second_client_cannot_take_the_lease_and_socket_close_releases_it(client, robot):
     with client.websocket_connect("/ws/teleop") as first:
         first.send_text(json.dumps({"type": "hello", "operator": "alice", "control": True}))
         assert next_text(first, "lease")["granted"]
@@ -51,7 +51,7 @@ def test_second_client_cannot_take_the_lease_and_socket_close_releases_it(client
             second.send_text(cmd(1, vx=1.0))  # a viewer's command is refused, not applied
             assert next_text(second, "lease")["granted"] is False
     # Both sockets closed: the lease is free again and the arm holds (no controller, no commands applied).
-    assert session.status()["controller"] is None
+    assert robot.status()["controller"] is None
     with client.websocket_connect("/ws/teleop") as third:
         third.send_text(json.dumps({"type": "hello", "operator": "carol", "control": True}))
         assert next_text(third, "lease")["granted"]
@@ -59,15 +59,33 @@ def test_second_client_cannot_take_the_lease_and_socket_close_releases_it(client
         assert next_text(third, "lease")["granted"] is False
 
 
-def test_arm_holds_when_commands_stop(client, session):
+def ticks_later(robot, n: int = 2, timeout: float = 10.0) -> None:
+    """Wait until the fake loop has run `n` more ticks (a slow machine only makes this wait longer)."""
+    end = time.monotonic() + timeout + n / robot.control_hz
+    target = robot.tick + n
+    while robot.tick < target:
+        if time.monotonic() > end:
+            raise AssertionError(f"the loop did not run {n} ticks in {timeout} s")
+        time.sleep(0.005)
+
+
+def test_arm_holds_when_commands_stop(client, robot, clock):
     with client.websocket_connect("/ws/teleop") as ws:
         ws.send_text(json.dumps({"type": "hello", "operator": "alice", "control": True}))
         next_text(ws, "lease")
         ws.send_text(cmd(1, vy=1.0))
-        time.sleep(0.4)  # > command_timeout_s (0.2 s)
-        before = list(session.state)
-        time.sleep(0.2)
-        assert session.state == before
+        while next_frame(ws)["last_command_seq"] != 1:
+            pass
+        clock.advance(0.19)  # younger than command_timeout_s (0.2 s): still applied
+        ticks_later(robot)
+        before = list(robot.state)
+        ticks_later(robot)
+        assert robot.state[1] > before[1]
+        clock.advance(0.02)  # 0.21 s old: too old to apply
+        ticks_later(robot)
+        before = list(robot.state)
+        ticks_later(robot)
+        assert robot.state == before
 
 
 HOSTILE = [
@@ -92,7 +110,7 @@ def test_parse_message_rejects(text, reason):
         parse_message(text)
 
 
-def test_hostile_messages_get_errors_and_the_loop_carries_on(client, session):
+def test_hostile_messages_get_errors_and_the_loop_carries_on(client, robot):
     with client.websocket_connect("/ws/teleop") as ws:
         ws.send_text(json.dumps({"type": "hello", "operator": "alice", "control": True}))
         next_text(ws, "lease")
