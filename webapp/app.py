@@ -1,4 +1,5 @@
-"""The app factory: REST API under /api (OpenAPI at /docs), /ws/teleop, /static, and the Gradio UI at /."""
+"""The app factory: REST API under /api (OpenAPI at /docs), /ws/teleop, the browser code under /client, and the
+Gradio UI at /."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ from fastapi.staticfiles import StaticFiles
 
 from backend.services.curation import CurationService
 from backend.settings import Settings
+from webapp.api_docs import install_api_docs
+from webapp.assets import ASSETS_DIR, ASSETS_URL, RevalidatedFiles
 from webapp.errors import install_error_handlers
 from webapp.routers import api_router
 from webapp.ws import router as ws_router
 
-STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 PLOTLY_JS_DIR = Path(plotly.__file__).resolve().parent / "package_data"  # holds plotly.min.js
 
 
@@ -35,13 +37,15 @@ def create_app(settings: Settings, *, session, store, ui: bool = True) -> FastAP
         finally:
             session.stop()
 
-    app = FastAPI(title="VLA Dashboard", version="0.1.0", lifespan=lifespan)
+    # /docs and /redoc come from install_api_docs: FastAPI's own pages fetch Swagger UI and ReDoc from a CDN.
+    app = FastAPI(title="VLA Dashboard", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings, app.state.session, app.state.store = settings, session, store
     app.state.curation = CurationService(store, exports_dir=Path(store.data_dir) / "exports")
     install_error_handlers(app)
     app.include_router(api_router)
     app.include_router(ws_router)
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    install_api_docs(app)
+    app.mount(ASSETS_URL, RevalidatedFiles(directory=ASSETS_DIR), name="client")  # static/: see webapp.assets
     # plotly.js from the plotly Python package: the player's charts work offline, with no npm step.
     app.mount("/vendor/plotly", StaticFiles(directory=PLOTLY_JS_DIR), name="plotly")
     if ui:
@@ -50,7 +54,5 @@ def create_app(settings: Settings, *, session, store, ui: bool = True) -> FastAP
 
         from webapp.ui import build_ui, head_html, theme
 
-        gr.mount_gradio_app(
-            app, build_ui(store=store), path="/", head=head_html(STATIC_DIR), theme=theme(), footer_links=["api"]
-        )
+        gr.mount_gradio_app(app, build_ui(store=store), path="/", head=head_html(), theme=theme(), footer_links=["api"])
     return app

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, computed_field, field_validator, model_validator
 
 from backend.services.curation import BulkOp
-from storage.episode_query import SuccessLabel
+from storage.episode_meta import EpisodeInfo
+from storage.episode_query import SortKey, SuccessLabel
 from storage.models import FailureReason, QualityFlagName
 
 OperatorName = Field(min_length=1, max_length=64, pattern=r"^[\w .@+-]+$")
@@ -17,6 +18,12 @@ DatasetName = Field(default="teleop", min_length=1, max_length=64, pattern=r"^[A
 
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class _Out(BaseModel):
+    """A response read straight from the stored object (`Model.model_validate(info)`): fields by attribute name."""
+
+    model_config = ConfigDict(from_attributes=True)
 
 
 # -- robot ---------------------------------------------------------------------------------------------------------
@@ -63,7 +70,15 @@ class TaskOut(BaseModel):
 
 
 # -- episodes ------------------------------------------------------------------------------------------------------
-class EpisodePublic(BaseModel):
+class SegmentOut(_Out):
+    start: int = Field(description="first frame")
+    end: int = Field(description="last frame (inclusive)")
+    text: str
+
+
+class EpisodePublic(_Out):
+    """An episode as the API shows it, built from storage's EpisodeInfo; the URLs are computed from id and cameras."""
+
     id: int
     uid: str
     dataset: str
@@ -74,13 +89,12 @@ class EpisodePublic(BaseModel):
     seed: int | None
     fps: int
     length: int
-    duration_s: float
+    duration_s: Annotated[float, AfterValidator(lambda s: round(s, 3))] = Field(validation_alias="duration")
     cameras: list[str]
     auto_success: bool | None
     human_success: bool | None
+    effective_success: bool | None = Field(description="the operator's verdict when given, else the automatic check")
     created_at: datetime
-    thumbnail_url: str
-    video_urls: dict[str, str]
     paraphrases: list[str] = []
     segments: list[SegmentOut] = []
     failure_reason: FailureReason | None = None
@@ -89,11 +103,24 @@ class EpisodePublic(BaseModel):
     deleted_at: datetime | None = Field(None, description="in the trash since (null: live)")
     quality_flags: dict[str, str] = Field({}, description="{flag: what was measured}")
 
+    @field_validator("cameras", mode="before")
+    @classmethod
+    def _camera_names(cls, cameras: list[Any]) -> list[Any]:
+        return [getattr(c, "name", c) for c in cameras]  # storage's CameraSpec(name, height, width) -> name
 
-class SegmentOut(BaseModel):
-    start: int = Field(description="first frame")
-    end: int = Field(description="last frame (inclusive)")
-    text: str
+    @computed_field
+    @property
+    def thumbnail_url(self) -> str:
+        return f"/api/episodes/{self.id}/thumbnail.jpg"
+
+    @computed_field
+    @property
+    def video_urls(self) -> dict[str, str]:
+        return {c: f"/api/episodes/{self.id}/video/{c}.mp4" for c in self.cameras}
+
+
+def to_public(info: EpisodeInfo) -> EpisodePublic:
+    return EpisodePublic.model_validate(info)
 
 
 class EpisodesPublic(BaseModel):
@@ -151,7 +178,7 @@ class EpisodeIdsOut(BaseModel):
     episode_ids: list[int]
 
 
-class EventOut(BaseModel):
+class EventOut(_Out):
     id: int
     version: int
     user: str
@@ -166,6 +193,7 @@ class VocabularyOut(BaseModel):
     quality_flags: list[QualityFlagName]
     sources: list[str]
     success_labels: list[SuccessLabel]
+    sort_keys: list[SortKey]
 
 
 class SignalsOut(BaseModel):
@@ -177,7 +205,7 @@ class SignalsOut(BaseModel):
     action: list[list[float]] = Field(description="(T, A)")
 
 
-class DatasetOut(BaseModel):
+class DatasetOut(_Out):
     id: int
     name: str
     description: str
@@ -201,7 +229,7 @@ class SnapshotIn(_UserIn):
     episode_ids: list[int] | None = Field(None, description="exactly these episodes (of the dataset)")
 
 
-class SnapshotOut(BaseModel):
+class SnapshotOut(_Out):
     id: int
     name: str
     dataset: str
@@ -214,11 +242,23 @@ class SnapshotOut(BaseModel):
 
 
 class ExportIn(_UserIn):
+    """Exactly one of `dataset` and `snapshot`."""
+
     dataset: str | None = Field(None, min_length=1, max_length=64)
     snapshot: str | None = Field(None, min_length=1, max_length=64)
 
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ExportIn:
+        if (self.dataset is None) == (self.snapshot is None):
+            raise ValueError("give exactly one of 'dataset' or 'snapshot'")
+        return self
 
-class ExportJobOut(BaseModel):
+    def target(self) -> tuple[Literal["dataset", "snapshot"], str]:
+        """(kind, name) of what to export."""
+        return ("dataset", self.dataset) if self.dataset is not None else ("snapshot", self.snapshot)
+
+
+class ExportJobOut(_Out):
     id: int
     kind: str
     name: str

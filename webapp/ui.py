@@ -1,16 +1,16 @@
-"""The Gradio UI builder: a "Teleop" tab hosting the JS console (static/teleop.js over /ws/teleop), a "Label" tab
-hosting the labeling and curation app (static/label.js over the REST API), and an "Episodes" tab listing recorded
+"""The Gradio UI builder: a "Teleop" tab hosting the JS console (static/teleop/ over /ws/teleop), a "Label" tab
+hosting the labeling and curation app (static/label/ over the REST API), and an "Episodes" tab listing recorded
 episodes newest first with a thumbnail and playable videos."""
 
 from __future__ import annotations
 
 import html
-from pathlib import Path
 
 import gradio as gr
 
 from storage.episode_query import EpisodeQuery, SortKey
-from webapp.routers.episodes import to_public
+from webapp.assets import ASSETS_URL
+from webapp.schemas import to_public
 
 EPISODES_SHOWN = 50
 
@@ -21,17 +21,16 @@ def theme() -> gr.themes.Base:
     return gr.themes.Default(font=sans, font_mono=["ui-monospace", "monospace"])
 
 
-def head_html(static_dir: Path) -> str:
-    """<head> additions: the teleop console's and the labeling app's CSS and JS, versioned by modification time so
-    a reload picks up edits. (label.js loads plotly.js from /vendor itself when the Label tab is first shown.)"""
-
-    def version(name: str) -> int:
-        return int((static_dir / name).stat().st_mtime)
-
-    return "".join(
-        f'<link rel="stylesheet" href="/static/{app}.css?v={version(app + ".css")}">'
-        f'<script src="/static/{app}.js?v={version(app + ".js")}" defer></script>'
-        for app in ("teleop", "label")
+def head_html() -> str:
+    """<head> additions: the stylesheets, and each console's entry module (static/<console>/main.js), which imports
+    the rest of its modules and static/common/ itself. No version query: webapp.assets has the browser revalidate
+    every file, so a reload picks up edits. (The Label tab loads plotly.js from /vendor when it is first shown.)"""
+    styles = "".join(
+        f'<link rel="stylesheet" href="{ASSETS_URL}/{path}">'
+        for path in ("teleop/teleop.css", "label/label.css", "episodes.css")
+    )
+    return styles + "".join(
+        f'<script type="module" src="{ASSETS_URL}/{console}/main.js"></script>' for console in ("teleop", "label")
     )
 
 
@@ -94,10 +93,10 @@ def build_ui(*, store) -> gr.Blocks:
         gr.Markdown("## VLA Dashboard")
         with gr.Tabs():
             with gr.Tab("Teleop", id="teleop"):
-                # static/teleop.js finds this element and builds the console inside it (keymap, cameras, HUD).
+                # static/teleop/main.js finds this element and builds the console inside it (keymap, cameras, HUD).
                 gr.HTML('<div id="vla-teleop">Loading the teleop console…</div>', js_on_load=None, padding=False)
             with gr.Tab("Label", id="label"):
-                # static/label.js finds this element and builds the browser, player, annotation and curation panels.
+                # static/label/main.js finds this element and builds the browser, player, annotation, curation.
                 gr.HTML('<div id="vla-label">Loading the labeling app…</div>', js_on_load=None, padding=False)
             with gr.Tab("Episodes", id="episodes") as episodes_tab:
                 refresh = gr.Button("Refresh", size="sm")

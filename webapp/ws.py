@@ -50,7 +50,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from webapp.control import LeaseHeldError, NotControllerError, SubscriptionClosed, TeleopCommand
+from webapp.control import LeaseHeldError, NotControllerError, RobotSession, SubscriptionClosed, TeleopCommand
+from webapp.deps import RobotSessionDep
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -152,8 +153,8 @@ def unpack_frame(message: bytes) -> tuple[dict, dict[str, bytes]]:
 
 
 class _Connection:
-    def __init__(self, ws: WebSocket, session) -> None:
-        self.ws, self.session = ws, session
+    def __init__(self, ws: WebSocket, robot: RobotSession) -> None:
+        self.ws, self.robot = ws, robot
         self.client_id = uuid.uuid4().hex
         self.operator: str | None = None
         self.send_lock = asyncio.Lock()
@@ -181,7 +182,7 @@ class _Connection:
         return False
 
     async def send_frames(self) -> None:
-        sub = self.session.subscribe()
+        sub = self.robot.subscribe()
         try:
             while True:
                 frame = await sub.next()
@@ -194,16 +195,16 @@ class _Connection:
             sub.close()
 
     def _holder(self) -> str | None:
-        return self.session.status().get("controller")
+        return self.robot.status().get("controller")
 
     async def acquire(self) -> None:
         try:
-            self.session.acquire_lease(self.client_id, self.operator)
+            self.robot.acquire_lease(self.client_id, self.operator)
         except LeaseHeldError as error:
             await self.send_json({"type": "lease", "granted": False, "holder": self._holder(), "detail": str(error)})
             return
         # Taking control means driving: switch to the teleop source (it may wait up to one tick, so off the loop).
-        await asyncio.to_thread(self.session.set_source, "teleop")
+        await asyncio.to_thread(self.robot.set_source, "teleop")
         await self.send_json({"type": "lease", "granted": True, "holder": self.operator, "detail": "you control"})
 
     async def handle(self, msg) -> None:
@@ -212,7 +213,7 @@ class _Connection:
                 seq=msg.seq, vx=msg.vx, vy=msg.vy, vz=msg.vz, yaw_rate=msg.yaw, gripper=msg.gripper, speed=msg.speed
             )
             try:
-                self.session.command(self.client_id, command)
+                self.robot.command(self.client_id, command)
             except NotControllerError as error:
                 await self.send_json(
                     {"type": "lease", "granted": False, "holder": self._holder(), "detail": str(error)}
@@ -224,7 +225,7 @@ class _Connection:
         elif isinstance(msg, Hello):
             self.operator = msg.operator
             await self.send_json(
-                {"type": "welcome", "client_id": self.client_id, "cameras": list(self.session.camera_names)}
+                {"type": "welcome", "client_id": self.client_id, "cameras": list(self.robot.camera_names)}
             )
             if msg.control:
                 await self.acquire()
@@ -234,7 +235,7 @@ class _Connection:
             else:
                 await self.acquire()
         elif isinstance(msg, Release):
-            self.session.release_lease(self.client_id)
+            self.robot.release_lease(self.client_id)
             await self.send_json({"type": "lease", "granted": False, "holder": self._holder(), "detail": "released"})
 
     async def receive(self) -> None:
@@ -260,10 +261,9 @@ class _Connection:
 
 
 @router.websocket("/ws/teleop")
-async def teleop_socket(ws: WebSocket) -> None:
-    session = ws.app.state.session
+async def teleop_socket(ws: WebSocket, robot: RobotSessionDep) -> None:
     await ws.accept()
-    conn = _Connection(ws, session)
+    conn = _Connection(ws, robot)
     sender = asyncio.create_task(conn.send_frames())
     try:
         await conn.receive()
@@ -271,4 +271,4 @@ async def teleop_socket(ws: WebSocket) -> None:
         pass
     finally:
         sender.cancel()
-        session.release_lease(conn.client_id)  # the arm holds still from here on
+        robot.release_lease(conn.client_id)  # the arm holds still from here on

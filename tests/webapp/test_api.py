@@ -16,7 +16,7 @@ def test_status_and_tasks(client):
     assert all(t["templates"] and t["colours"] for t in tasks)
 
 
-def test_reset_source_estop_and_bad_input(client, session):
+def test_reset_source_estop_and_bad_input(client, robot):
     st = client.post("/api/robot/reset", json={"task": "place", "colour": "blue", "seed": 7}).json()
     assert (st["task"], st["colour"], st["seed"]) == ("place", "blue", 7)
     assert client.post("/api/robot/reset", json={"task": "juggle"}).status_code == 400
@@ -28,20 +28,20 @@ def test_reset_source_estop_and_bad_input(client, session):
     assert client.post("/api/robot/estop", json={"engaged": False}).json()["estop"] is False
 
 
-def test_recording_flow(client, session):
+def test_recording_flow(client, robot):
     assert client.post("/api/robot/recording/save", json={"success": True}).status_code == 409  # not recording
     assert client.post("/api/robot/recording/start", json={"operator": "a/b"}).status_code == 422
     st = client.post("/api/robot/recording/start", json={"operator": "alice", "dataset": "teleop"}).json()
     assert st["recording"]["active"]
     assert client.post("/api/robot/recording/start", json={"operator": "alice"}).status_code == 409
     assert client.post("/api/robot/recording/discard").json()["recording"]["active"] is False
-    assert session.saved == []  # a discarded take leaves nothing
+    assert robot.saved == []  # a discarded take leaves nothing
     client.post("/api/robot/recording/start", json={"operator": "alice"})
     st = client.post("/api/robot/recording/restart", json={"operator": "alice"}).json()
-    assert st["recording"]["active"] and session.saved == []
+    assert st["recording"]["active"] and robot.saved == []
     saved = client.post("/api/robot/recording/save", json={"success": False}).json()
-    assert saved == {"episode_id": 1} and session.saved[0]["success"] is False
-    assert session.saved[0]["operator"] == "alice"
+    assert saved == {"episode_id": 1} and robot.saved[0]["success"] is False
+    assert robot.saved[0]["operator"] == "alice"
     st = client.post("/api/robot/recording/auto-stop", json={"enabled": True}).json()
     assert st["recording"]["auto_stop"] is True
 
@@ -98,4 +98,6 @@ def test_openapi_lists_the_routes(client):
         paths
     )
     assert client.get("/docs").status_code == 200
-    assert client.get("/static/teleop.js").status_code == 200
+    module = client.get("/client/teleop/main.js")  # the browser code, clear of Gradio's /static and /assets
+    assert module.status_code == 200 and module.headers["cache-control"] == "no-cache"
+    assert "javascript" in module.headers["content-type"]  # browsers refuse an ES module served as anything else

@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 from episode_factory import record_episode
 
+from storage.episode_query import SortKey
+from storage.models import QualityFlagName
+
 
 @pytest.fixture
 def ep(store) -> int:
@@ -160,6 +163,11 @@ def test_datasets_merge_snapshots_and_export(client, store, tmp_path: Path) -> N
 def test_vocabulary_and_openapi(client) -> None:
     vocab = client.get("/api/labeling/vocabulary").json()
     assert vocab["failure_reasons"] == ["missed_grasp", "dropped", "wrong_object", "collision", "timeout", "other"]
+    # Every closed list the Label tab offers comes from here (static/label keeps no copies).
+    assert vocab["quality_flags"] == [f.value for f in QualityFlagName]
+    assert vocab["sort_keys"] == [k.value for k in SortKey]
+    assert set(vocab["success_labels"]) == {"success", "failure", "unlabeled"}
+    assert "teleop" in vocab["sources"]
     paths = client.get("/openapi.json").json()["paths"]
     for path in (
         "/api/episodes/{episode_id}/annotation",
@@ -179,7 +187,7 @@ def test_episodes_tab_pages_in_sql_and_leaves_out_the_trash(store) -> None:
     first, second, third = (record_episode(store, n=4) for _ in range(3))
     from storage.annotations import AnnotationService
 
-    AnnotationService(store._sf).trash([third], user="a")
+    AnnotationService(store.session_factory).trash([third], user="a")
     html = episodes_html(store, limit=1)
     assert f'data-episode-id="{second}"' in html and f'data-episode-id="{first}"' not in html
     assert "2 episodes; the newest 1 are shown" in html

@@ -2,10 +2,8 @@
 
 from fastapi import APIRouter
 
-from webapp.routers import curation, episodes, labeling, robot
+from webapp.routers import datasets, episodes, exports, labeling, robot, snapshots
 
 api_router = APIRouter(prefix="/api")
-api_router.include_router(robot.router)
-api_router.include_router(episodes.router)
-api_router.include_router(labeling.router)
-api_router.include_router(curation.router)
+for resource in (robot, episodes, labeling, datasets, snapshots, exports):
+    api_router.include_router(resource.router)

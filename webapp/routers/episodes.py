@@ -2,62 +2,25 @@
 
 from __future__ import annotations
 
-import io
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-import av
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import FileResponse
 
 from storage.episode_query import MAX_LIMIT, EpisodeQuery, SortKey, SuccessLabel
+from storage.errors import NotFoundError
 from storage.models import EpisodeSource, QualityFlagName
+from storage.video import thumbnail_jpeg
 from webapp.deps import StoreDep
-from webapp.schemas import EpisodePublic, EpisodesPublic
+from webapp.errors import EpisodeQueryRoute
+from webapp.schemas import EpisodePublic, EpisodesPublic, to_public
 
-router = APIRouter(prefix="/episodes", tags=["episodes"])
+router = APIRouter(prefix="/episodes", tags=["episodes"], route_class=EpisodeQueryRoute)
 
 THUMBNAIL_WIDTH = 160
-
-
-def to_public(info) -> EpisodePublic:
-    cameras = [c.name for c in info.cameras]
-    base = f"/api/episodes/{info.id}"
-    return EpisodePublic(
-        id=info.id,
-        uid=info.uid,
-        dataset=info.dataset,
-        task=info.task,
-        instruction=info.instruction,
-        source=info.source,
-        operator=info.operator,
-        seed=info.seed,
-        fps=info.fps,
-        length=info.length,
-        duration_s=round(info.duration, 3),
-        cameras=cameras,
-        auto_success=info.auto_success,
-        human_success=info.human_success,
-        created_at=info.created_at,
-        thumbnail_url=f"{base}/thumbnail.jpg",
-        video_urls={c: f"{base}/video/{c}.mp4" for c in cameras},
-        paraphrases=info.paraphrases,
-        segments=info.segments,
-        failure_reason=info.failure_reason,
-        notes=info.notes,
-        version=info.version,
-        deleted_at=info.deleted_at,
-        quality_flags=info.quality_flags,
-    )
-
-
-def _episode(store, episode_id: int):
-    try:
-        return store.get_episode(episode_id)
-    except LookupError as error:
-        raise HTTPException(404, str(error)) from error
 
 
 @router.get("")
@@ -87,40 +50,30 @@ def list_episodes(
         descending=order == "desc", offset=offset,
         limit=limit,
     )  # fmt: skip
-    try:
-        infos, total = store.query_episodes(query)
-    except ValueError as error:
-        raise HTTPException(422, str(error)) from error
+    infos, total = store.query_episodes(query)  # a filter it refuses (created_from after created_to): 422
     return EpisodesPublic(data=[to_public(i) for i in infos], count=total)
 
 
 @router.get("/{episode_id}")
 def get_episode(episode_id: int, store: StoreDep, response: Response) -> EpisodePublic:
     """One episode; the ETag is its annotation version (send it back as If-Match with an edit)."""
-    episode = to_public(_episode(store, episode_id))
+    episode = to_public(store.get_episode(episode_id))
     response.headers["ETag"] = f'"{episode.version}"'
     return episode
 
 
 def _video_path(store, episode_id: int, camera: str | None) -> Path:
-    info = _episode(store, episode_id)
-    videos = store.episode_files(info.id).videos
+    videos = store.episode_files(episode_id).videos  # NotFoundError (404) for an unknown episode
     camera = camera or next(iter(videos))
     if camera not in videos:
-        raise HTTPException(404, f"episode {episode_id} has no camera {camera!r}; it has {sorted(videos)}")
+        raise NotFoundError(f"episode {episode_id} has no camera {camera!r}; it has {sorted(videos)}")
     return videos[camera]
 
 
 @lru_cache(maxsize=256)
 def _thumbnail(path: str) -> bytes:
     """The first frame, THUMBNAIL_WIDTH wide, as JPEG (episodes never change once saved, so cached by path)."""
-    with av.open(path) as container:
-        frame = next(container.decode(video=0))
-    image = frame.to_image()
-    image.thumbnail((THUMBNAIL_WIDTH, THUMBNAIL_WIDTH * 4))
-    buf = io.BytesIO()
-    image.convert("RGB").save(buf, format="JPEG", quality=80)
-    return buf.getvalue()
+    return thumbnail_jpeg(path, THUMBNAIL_WIDTH, quality=80)
 
 
 @router.get("/{episode_id}/thumbnail.jpg", response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})

@@ -11,10 +11,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException
 
-from storage.episode_query import SuccessLabel
+from storage.episode_query import SortKey, SuccessLabel
 from storage.models import EpisodeSource, FailureReason, QualityFlagName
 from webapp.deps import CurationDep
-from webapp.routers.episodes import to_public
 from webapp.schemas import (
     AnnotationPatchIn,
     BulkIn,
@@ -26,6 +25,7 @@ from webapp.schemas import (
     TrimIn,
     UndoIn,
     VocabularyOut,
+    to_public,
 )
 
 router = APIRouter(tags=["labeling"])
@@ -34,15 +34,15 @@ CONFLICT = {409: {"description": "the episode changed since `version` (body has 
 
 
 def _version(body_version: int | None, if_match: str | None) -> int:
+    """The version the edit was made on: the body field, else the If-Match header (the ETag: "3" or W/"3")."""
     if body_version is not None:
         return body_version
-    if if_match is not None:
-        try:
-            return int(if_match.strip().strip('"').removeprefix("W/").strip('"'))
-        except ValueError:
-            message = f"If-Match must be the episode version (a whole number), got {if_match!r}"
-            raise HTTPException(422, message) from None
-    raise HTTPException(428, "send the version the edit was made on (body field 'version' or the If-Match header)")
+    if if_match is None:
+        raise HTTPException(428, "send the version the edit was made on (body field 'version' or the If-Match header)")
+    tag = if_match.strip().strip('"').removeprefix("W/").strip('"')
+    if not tag.isdecimal():
+        raise HTTPException(422, f"If-Match must be the episode version (a whole number), got {if_match!r}")
+    return int(tag)
 
 
 @router.patch("/episodes/{episode_id}/annotation", responses=CONFLICT)
@@ -60,7 +60,7 @@ def annotate(
 @router.get("/episodes/{episode_id}/history")
 def history(episode_id: int, curation: CurationDep) -> list[EventOut]:
     """Every change of the episode, newest first: who, when, and each field's value before and after."""
-    return [EventOut(**{k: getattr(e, k) for k in EventOut.model_fields}) for e in curation.history(episode_id)]
+    return [EventOut.model_validate(e) for e in curation.history(episode_id)]
 
 
 @router.post("/episodes/{episode_id}/undo", responses=CONFLICT)
@@ -106,10 +106,12 @@ def recompute_quality(episode_id: int, curation: CurationDep) -> EpisodePublic:
 
 @router.get("/labeling/vocabulary")
 def vocabulary() -> VocabularyOut:
-    """The closed lists the labeling UI offers: failure reasons (in hotkey order), quality flags, sources."""
+    """The closed lists the labeling UI offers (static/label has no copies): failure reasons (in hotkey order),
+    quality flags, sources, effective labels and the episode list's sort keys."""
     return VocabularyOut(
         failure_reasons=list(FailureReason),
         quality_flags=list(QualityFlagName),
         sources=[s.value for s in EpisodeSource],
         success_labels=list(SuccessLabel),
+        sort_keys=list(SortKey),
     )

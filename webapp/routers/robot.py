@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from fastapi import APIRouter
 
-from fastapi import APIRouter, HTTPException
-
-from webapp.deps import SessionDep
+from webapp.deps import RobotSessionDep
+from webapp.errors import RobotSessionRoute
 from webapp.schemas import (
     AutoStopIn,
     EstopIn,
@@ -20,79 +18,68 @@ from webapp.schemas import (
     TaskOut,
 )
 
-router = APIRouter(prefix="/robot", tags=["robot"])
-
-
-def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Run a session call, turning its errors into HTTP ones: bad value 400, unknown 404, wrong state 409."""
-    try:
-        return fn(*args, **kwargs)
-    except LookupError as error:
-        raise HTTPException(404, str(error)) from error
-    except ValueError as error:
-        raise HTTPException(400, str(error)) from error
-    except RuntimeError as error:
-        raise HTTPException(409, str(error)) from error
+# The session's errors (bad value, unknown, wrong state) become 400 / 404 / 409 in webapp.errors.
+router = APIRouter(prefix="/robot", tags=["robot"], route_class=RobotSessionRoute)
 
 
 @router.get("/status")
-def status(session: SessionDep) -> dict:
-    return session.status()
+def status(robot: RobotSessionDep) -> dict:
+    return robot.status()
 
 
 @router.get("/tasks")
-def tasks(session: SessionDep) -> list[TaskOut]:
-    return [TaskOut(**t) for t in session.tasks()]
+def tasks(robot: RobotSessionDep) -> list[TaskOut]:
+    return [TaskOut(**t) for t in robot.tasks()]
 
 
 @router.post("/reset")
-def reset(body: ResetIn, session: SessionDep) -> dict:
+def reset(body: ResetIn, robot: RobotSessionDep) -> dict:
     """A new scene (a new random seed unless one is given), optionally another task, colour or instruction."""
-    return _call(session.reset, **body.model_dump())
+    return robot.reset(**body.model_dump())
 
 
 @router.post("/source")
-def source(body: SourceIn, session: SessionDep) -> dict:
-    _call(session.set_source, body.name)
-    return session.status()
+def source(body: SourceIn, robot: RobotSessionDep) -> dict:
+    robot.set_source(body.name)
+    return robot.status()
 
 
 @router.post("/estop")
-def estop(body: EstopIn, session: SessionDep) -> dict:
-    session.set_estop(body.engaged)
-    return session.status()
+def estop(body: EstopIn, robot: RobotSessionDep) -> dict:
+    robot.set_estop(body.engaged)
+    return robot.status()
 
 
 @router.post("/recording/start")
-def recording_start(body: RecordingStartIn, session: SessionDep) -> dict:
-    _call(session.start_recording, body.operator, body.dataset)
-    return session.status()
+def recording_start(body: RecordingStartIn, robot: RobotSessionDep) -> dict:
+    robot.start_recording(body.operator, body.dataset)
+    return robot.status()
 
 
 @router.post("/recording/save")
-def recording_save(body: RecordingSaveIn, session: SessionDep) -> SavedOut:
-    return SavedOut(episode_id=_call(session.save_recording, body.success))
+def recording_save(body: RecordingSaveIn, robot: RobotSessionDep) -> SavedOut:
+    return SavedOut(episode_id=robot.save_recording(body.success))
 
 
 @router.post("/recording/discard")
-def recording_discard(session: SessionDep) -> dict:
-    _call(session.discard_recording)
-    return session.status()
+def recording_discard(robot: RobotSessionDep) -> dict:
+    robot.discard_recording()
+    return robot.status()
 
 
 @router.post("/recording/restart")
-def recording_restart(body: RecordingRestartIn, session: SessionDep) -> dict:
+def recording_restart(body: RecordingRestartIn, robot: RobotSessionDep) -> dict:
     """Re-record: drop the current take (if any), put the scene back (same seed by default) and start again."""
-    current = session.status()
+    current = robot.status()
     if current.get("recording", {}).get("active"):
-        _call(session.discard_recording)
+        robot.discard_recording()
     if body.same_scene:
-        _call(session.reset, seed=current.get("seed"))
-    _call(session.start_recording, body.operator, body.dataset)
-    return session.status()
+        robot.reset(seed=current.get("seed"))
+    robot.start_recording(body.operator, body.dataset)
+    return robot.status()
 
 
 @router.post("/recording/auto-stop")
-def recording_auto_stop(body: AutoStopIn, session: SessionDep) -> dict:
-    session.set_auto_stop(body.enabled)
-    return session.status()
+def recording_auto_stop(body: AutoStopIn, robot: RobotSessionDep) -> dict:
+    robot.set_auto_stop(body.enabled)
+    return robot.status()

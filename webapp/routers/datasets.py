@@ -1,0 +1,22 @@
+"""/api/datasets: datasets with their episode counts, and merging one into another."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from webapp.deps import CurationDep
+from webapp.schemas import DatasetOut, MergedOut, MergeIn
+
+router = APIRouter(prefix="/datasets", tags=["datasets"])
+
+
+@router.get("")
+def list_datasets(curation: CurationDep) -> list[DatasetOut]:
+    """Datasets with their number of live episodes (the trash not counted)."""
+    return [DatasetOut.model_validate(d) for d in curation.store.list_datasets()]
+
+
+@router.post("/{name}/merge")
+def merge(name: str, body: MergeIn, curation: CurationDep) -> MergedOut:
+    """Move every episode of `name` into `into` (created if missing) and delete `name`."""
+    return MergedOut(moved=curation.annotations.merge_datasets(name, body.into, user=body.user))

@@ -1,0 +1,27 @@
+"""/api/exports: export a dataset or a snapshot to LeRobot v3.0 as a background job the UI polls for progress."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from webapp.deps import CurationDep
+from webapp.schemas import ExportIn, ExportJobOut
+
+router = APIRouter(prefix="/exports", tags=["exports"])
+
+
+@router.post("", status_code=202)
+def start_export(body: ExportIn, curation: CurationDep) -> ExportJobOut:
+    """Export a dataset or a snapshot to LeRobot v3.0 under <data dir>/exports/; poll the job for progress."""
+    kind, name = body.target()
+    return ExportJobOut.model_validate(curation.exports.submit(kind=kind, name=name, user=body.user))
+
+
+@router.get("")
+def list_exports(curation: CurationDep) -> list[ExportJobOut]:
+    return [ExportJobOut.model_validate(j) for j in curation.exports.list()]
+
+
+@router.get("/{job_id}")
+def get_export(job_id: int, curation: CurationDep) -> ExportJobOut:
+    return ExportJobOut.model_validate(curation.exports.get(job_id))
