@@ -1,4 +1,4 @@
-"""The Label tab (static/label.js) in a real headless Chromium against the real server: an operator labels an
+"""The Label tab (static/label/) in a real headless Chromium against the real server: an operator labels an
 episode with hotkeys and exports the dataset; the player's scrubber, keys and charts stay in step."""
 
 from __future__ import annotations

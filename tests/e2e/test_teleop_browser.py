@@ -29,6 +29,30 @@ def moved(a: list[float], b: list[float], tol: float = 1e-3) -> bool:
     return max(abs(x - y) for x, y in zip(a[:6], b[:6], strict=True)) > tol
 
 
+def test_dashboard_loads_every_file_and_throws_nothing(server, browser):
+    """Each request the page makes is answered (the app's /client mount leaves Gradio its own /static and /assets),
+    and no script throws, through both consoles and the Label tab's first load (vocabulary, list, plotly.js)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    refused: list[str] = []
+    errors: list[str] = []
+    page.on("response", lambda r: r.status >= 400 and refused.append(f"{r.status} {r.url}"))
+    page.on("pageerror", lambda e: errors.append(f"{e}\n{e.stack}"))
+    page.goto(server.url + "/")
+    page.wait_for_function("window.vlaTeleop && window.vlaTeleop.tick > 0", timeout=30_000)
+    page.wait_for_selector("#vla-teleop[data-ready] #vla-keymap", timeout=30_000)
+    page.get_by_role("tab", name="Label").click()
+    page.wait_for_selector("#vla-label[data-ready] #vla-label-user-dialog:not([hidden])", timeout=30_000)
+    page.wait_for_function(  # the vocabulary has filled the filters, and plotly.js has loaded
+        "window.Plotly && document.querySelectorAll('#vla-label-f-quality_flag option').length > 1", timeout=30_000
+    )
+    page.get_by_role("tab", name="Episodes").click()
+    page.wait_for_timeout(1000)  # late requests (thumbnails, Gradio's own) still count
+    assert not refused, refused
+    assert not errors, errors
+    context.close()
+
+
 def test_keys_move_the_arm_and_an_episode_is_recorded(server, browser):
     page = open_console(browser, server.url, operator="alice")
     take_control(page)
