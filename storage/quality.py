@@ -13,17 +13,33 @@ measured so a reviewer can judge it without opening the episode. The rules, and 
 - idle: a stretch longer than `idle_seconds` (2 s) in which no action dimension changes by more than
   `idle_tolerance` (1e-3, radians for the sim arm's joints) per step. The scripted expert never holds still that long
   (its longest pause, the grasp, is under 1 s, and even then the gripper moves); a long still stretch is an operator
-  who paused or a take that ran on after the task was done, and it teaches a policy to stall.
+  who paused or a take that ran on after the task was done, and it teaches a policy to stall. On the recorded
+  console takes the pauses between moves last 0.3-1.4 s and none is flagged (the longest still stretch, 1.97 s,
+  is a gamepad take pushing the tool against the table); a 3-s stop to think mid-take is flagged (3.6 s with the
+  pauses around it), on purpose: those frames show a policy standing still, and the flag names them to trim.
 - high_jerk: jerk = the third finite difference of the action divided by dt^3 (dt = 1 / fps), over the arm
-  dimensions (all but the last, the gripper command, whose steps are deliberate); its Euclidean norm per step, and
-  the `jerk_percentile` (90th) percentile of that norm above `max_jerk` (150 rad/s^3 for joint targets in radians).
-  Calibration on the MuJoCo sim arm: scripted-expert demos (minimum-jerk waypoints through the rate-limited IK) have
-  a 90th percentile of at most ~75 rad/s^3 at 10-30 fps, whereas per-step noise of +-0.05 rad on the joints at 10 fps
-  has at least ~330 rad/s^3 (noise jerk grows as fps^3, so at 30 fps it is ~27 times that). The 90th, not the 99th,
-  percentile: the expert brakes abruptly at a few waypoints (the IK rate limit lags the target), and linear
-  interpolation has a velocity corner at each waypoint; each such event is a burst of 2-3 large samples that a 99th
-  percentile of a 100-300-step episode reports (up to ~800 rad/s^3 at 30 fps, more than 10 fps noise), while jerky
-  teleop is jerky at most steps. It needs 4 rows (one third difference) and at least 2 action dimensions.
+  dimensions (all but the last, the gripper command, whose steps are deliberate), as a Euclidean norm per step; the
+  rule slides a window of `jerk_window_s` (1 s) over the take and fires when, in some window, the
+  `jerk_percentile` (50th: the median) of that norm is above `max_jerk` (150 rad/s^3 for joint targets in radians).
+  In words: the arm is jerky for at least half of some second. Why a sliding median and not, as before, the 90th
+  percentile of the whole take: real console takes (tests/data/teleop_takes, recorded through the browser by
+  bench/record_teleop_takes.py) are made of velocity steps. A key press or release, and a stick snapping back,
+  switches the commanded end-effector velocity on or off within one tick, and the action (measured joints + the IK
+  step toward the target) steps its joint velocity by ~1.2 rad/s: exactly 2 jerk samples of ~1,100 rad/s^3 at
+  30 fps (a velocity corner's jerk grows as fps^2 and says nothing about the motion). A whole-take 90th percentile
+  therefore measures how often the operator touched a key: 96-163 rad/s^3 on 8-s keyboard picks, 687 on a 3.7-s
+  take of three nudges, 726-871 on keyboard picks recorded while the machine was loaded (the loop at 50-75 % of
+  real time, so each hold spans fewer frames and corners are a larger share); gamepad picks 57-83. Isolated
+  corners (2 samples, 0.07 s) cannot fill half of a second; shaking does. The sliding median measured: keyboard
+  takes 3-7 rad/s^3 (7-31 under load), gamepad takes 14-18, 60 scripted-expert demos (pick and place at 10, 15
+  and 30 fps) at most 57 (their whole-take 90th percentile: at most 62), whereas a keyboard take of key mashing
+  (A/D, W/S, R/F alternated in 60-120 ms taps) has 1,470, a gamepad take of a stick flicked back and forth every
+  80-160 ms 633, and per-step noise of +-0.05 rad on the joints at 10 fps at least 320 over 20 seeds (noise jerk
+  grows as fps^3: ~9,100 at 30 fps). One take recorded with the loop at a quarter of real time (2 s of frames
+  for 8.5 s of keys) is flagged (748): in its frames every hold is 2-3 ticks long, as jerky as mashing. Jerk of
+  the measured joints (observation.state) was no cure: the arm's PD lag rounds each corner over ~3 frames, yet
+  keyboard takes still have a whole-take 90th percentile of 142-238 there. The window is the whole take when the
+  take is shorter. It needs 4 rows (one third difference) and at least 2 action dimensions.
 - too_short: a duration (last timestamp - first + one frame period) under `min_seconds` (1 s): no pick or place
   fits in less, so such a take is an accidental start/stop.
 
@@ -59,12 +75,13 @@ class QualityThresholds:
     jitter_cv: float = 0.25  # fps_jitter: std / mean of the (non-gap) frame periods above this
     idle_seconds: float = 2.0  # idle: a still stretch longer than this (seconds, by the timestamps)
     idle_tolerance: float = 1e-3  # idle: a step is still when no action dim changes by more (action units, rad)
-    jerk_percentile: float = 90.0  # high_jerk: this percentile (0-100] of the per-step arm jerk norm ...
+    jerk_window_s: float = 1.0  # high_jerk: in some window this long (seconds; the whole take if shorter) ...
+    jerk_percentile: float = 50.0  # ... this percentile (0-100] of the per-step arm jerk norm ...
     max_jerk: float = 150.0  # ... above this, in action units / s^3 (rad/s^3 for joint targets)
     min_seconds: float = 1.0  # too_short: a duration under this (seconds)
 
     def __post_init__(self) -> None:
-        for name in ("gap_periods", "jitter_cv", "idle_seconds", "max_jerk", "min_seconds"):
+        for name in ("gap_periods", "jitter_cv", "idle_seconds", "jerk_window_s", "max_jerk", "min_seconds"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"QualityThresholds.{name} must be a finite number > 0, got {value!r}")
@@ -125,7 +142,7 @@ def quality_flags_of_arrays(
         _dropped_frames(t, period, thresholds),
         _fps_jitter(t, period, thresholds),
         _idle(t, a, thresholds),
-        _high_jerk(a, period, thresholds),
+        _high_jerk(t, a, period, thresholds),
         _too_short(t, fps, thresholds),
     ]
     return sorted((f for f in flags if f is not None), key=lambda f: f.name.value)
@@ -181,17 +198,25 @@ def _idle(t: np.ndarray, a: np.ndarray, th: QualityThresholds) -> QualityFlag | 
     )
 
 
-def _high_jerk(a: np.ndarray, period: float, th: QualityThresholds) -> QualityFlag | None:
+def _high_jerk(t: np.ndarray, a: np.ndarray, period: float, th: QualityThresholds) -> QualityFlag | None:
     if a.shape[0] < 4 or a.shape[1] < 2:
         return None
     arm = a[:, :-1]  # (T, A-1) without the gripper command
     jerk = np.linalg.norm(np.diff(arm, n=3, axis=0), axis=1) / period**3  # (T-3,) per-step jerk norm
-    value = float(np.percentile(jerk, th.jerk_percentile))
+    width = min(jerk.size, max(1, round(th.jerk_window_s / period)))  # samples per window
+    windows = np.lib.stride_tricks.sliding_window_view(jerk, width)  # (T-3-width+1, width)
+    per_window = np.percentile(windows, th.jerk_percentile, axis=1)  # (W,)
+    i = int(np.argmax(per_window))
+    value = float(per_window[i])
     if value <= th.max_jerk:
         return None
+    first, last = i, i + width + 2  # jerk sample k spans frames k..k+3
+    p = th.jerk_percentile
+    what = "median arm jerk" if p == 50 else f"{_ordinal(p)} percentile of the arm jerk"
     return QualityFlag(
         QualityFlagName.HIGH_JERK,
-        f"{_ordinal(th.jerk_percentile)} percentile of the arm jerk is {value:.0f} rad/s^3 (limit {th.max_jerk:g})",
+        f"{what} is {value:.0f} rad/s^3 over frames {first}-{last} "
+        f"({t[first]:.1f}-{t[last]:.1f} s; limit {th.max_jerk:g} in any {th.jerk_window_s:g} s)",
     )
 
 

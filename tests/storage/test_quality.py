@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from storage.episode_meta import COL_ACTION, COL_FRAME_INDEX, COL_STATE, COL_TIMESTAMP
@@ -140,7 +143,7 @@ def test_high_jerk_on_per_step_noise():
     flag = only(compute_quality_flags(make_table(clock(n), actions), FPS), "high_jerk")
     measured = float(re.search(r"jerk is (\d+) rad/s\^3", flag.detail).group(1))
     assert measured > DEFAULT_THRESHOLDS.max_jerk
-    assert flag.detail.startswith("90th percentile") and "limit 150" in flag.detail
+    assert flag.detail.startswith("median arm jerk") and "limit 150 in any 1 s" in flag.detail
 
 
 def test_gripper_steps_are_not_jerk():
@@ -192,6 +195,75 @@ def test_a_sim_scripted_expert_demo_gets_no_flags():
         robot.close()
     actions = np.stack(actions)  # (T, 7)
     assert compute_quality_flags(make_table(clock(len(actions), robot.control_hz), actions), robot.control_hz) == []
+
+
+def key_presses(holds: list[tuple[float, float]], fps: int = 30) -> np.ndarray:
+    """(T, 7) actions of joints driven as keys drive them: each (seconds, joint velocity rad/s) switched on at once."""
+    velocity = np.concatenate([np.full(max(1, round(s * fps)), v) for s, v in holds])  # (T,) rad/s
+    arm = np.cumsum(velocity)[:, None] / fps * np.linspace(0.5, 1.0, N_ARM)[None, :]  # (T, 6)
+    return np.concatenate([arm, np.zeros((len(arm), 1))], axis=1)
+
+
+def test_key_presses_are_not_jerk_but_key_mashing_is():
+    """A velocity step is 2 jerk samples of ~Δv·fps² (a corner): many of them are not a jerky take, reversals are."""
+    rng = np.random.default_rng(3)
+    holds = []  # 6 moves of 0.3-2 s, each followed by a pause of 0.3-1 s
+    for _ in range(6):
+        holds += [(float(rng.uniform(0.3, 2.0)), float(rng.choice([1.0, -1.0]))), (float(rng.uniform(0.3, 1.0)), 0.0)]
+    short = [(0.3, 1.0), (0.3, 0.0), (0.3, -1.0), (0.3, 0.0)] * 2  # 2.4 s of presses and pauses
+    for take in (holds, short):
+        actions = key_presses(take)
+        assert quality_flags_of_arrays(clock(len(actions), 30), actions, 30) == []
+    old_rule = QualityThresholds(jerk_window_s=1e6, jerk_percentile=90)  # the whole take's 90th percentile
+    actions = key_presses(short)
+    assert names(quality_flags_of_arrays(clock(len(actions), 30), actions, 30, old_rule)) == ["high_jerk"]
+    mash = [(float(rng.uniform(0.06, 0.12)), (-1.0) ** i) for i in range(12)]  # A/D alternating for ~1 s
+    actions = key_presses(holds[:3] + mash + holds[3:6])
+    flag = only(quality_flags_of_arrays(clock(len(actions), 30), actions, 30), "high_jerk")
+    start = sum(round(s * 30) for s, _ in holds[:3])  # where the mashing begins
+    first, last = map(int, re.search(r"frames (\d+)-(\d+)", flag.detail).groups())
+    assert start - 30 <= first and last <= start + 2 * 30
+
+
+# ---------------------------------------------------------------------------------------------- real console takes
+TAKES = Path(__file__).resolve().parents[1] / "data" / "teleop_takes"  # see its README.md
+
+
+def read_take(path: Path) -> tuple[pa.Table, dict]:
+    table = pq.read_table(path)
+    return table, json.loads(table.schema.metadata[b"teleop_take"])
+
+
+TAKE_KINDS = {path.stem: read_take(path)[1]["kind"] for path in sorted(TAKES.glob("*.parquet"))}
+GOOD_TAKES = sorted(name for name, kind in TAKE_KINDS.items() if kind in ("keyboard", "gamepad"))
+BAD_TAKES = sorted(name for name, kind in TAKE_KINDS.items() if kind.endswith("_bad"))
+
+
+def test_the_recorded_takes_are_there_and_small():
+    kinds = list(TAKE_KINDS.values())
+    assert kinds.count("keyboard") >= 4 and kinds.count("gamepad") >= 3 and len(BAD_TAKES) >= 2, TAKE_KINDS
+    assert all((TAKES / f"{name}.parquet").stat().st_size < 100_000 for name in TAKE_KINDS)
+
+
+@pytest.mark.parametrize("name", GOOD_TAKES)
+def test_real_keyboard_and_gamepad_takes_are_not_jerky(name: str):
+    """Recorded through the console (bench/record_teleop_takes.py); only the take with a 3-s pause is idle."""
+    table, meta = read_take(TAKES / f"{name}.parquet")
+    flags = compute_quality_flags(table, meta["fps"])
+    assert names(flags) == (["idle"] if name == "kb_think_pause" else []), flags
+
+
+def test_a_three_second_pause_to_think_is_idle():
+    table, meta = read_take(TAKES / "kb_think_pause.parquet")
+    detail = only(compute_quality_flags(table, meta["fps"]), "idle").detail
+    assert 2.0 < float(re.search(r"unchanged for ([\d.]+) s", detail).group(1)) < 4.0, detail
+
+
+@pytest.mark.parametrize("name", BAD_TAKES)
+def test_real_mashing_and_wobbling_takes_are_jerky(name: str):
+    table, meta = read_take(TAKES / f"{name}.parquet")
+    flag = only(compute_quality_flags(table, meta["fps"]), "high_jerk")
+    assert float(re.search(r"jerk is (\d+) rad/s\^3", flag.detail).group(1)) > 3 * DEFAULT_THRESHOLDS.max_jerk
 
 
 def test_too_short():
