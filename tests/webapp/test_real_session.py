@@ -8,6 +8,7 @@ import time
 
 import pytest
 from fastapi.testclient import TestClient
+from helpers import FakeClock
 from ws_client import next_frame, next_text
 
 from backend.control import RobotSession
@@ -18,7 +19,9 @@ from webapp import create_app
 @pytest.fixture
 def real_client(settings, store):
     robot = SimRobot(SimConfig(image_size=48))
-    session = RobotSession(robot, store)
+    # A frozen session clock: the commands below stay fresh however slowly a loaded machine runs the loop (on wall
+    # time a starved loop let them pass the 200 ms command timeout, and the wait for seq 15 hung).
+    session = RobotSession(robot, store, clock=FakeClock())
     with TestClient(create_app(settings, session=session, store=store, ui=False)) as client:
         yield client
     robot.close()
