@@ -333,7 +333,8 @@ def cmd_eval(args, settings: Settings, store) -> int:
 
 
 def cmd_serve(args, settings: Settings, store) -> int:
-    """One FastAPI app (Gradio UI at /, REST under /api, docs at /docs, /ws/teleop, /static) around the sim robot."""
+    """One FastAPI app around the sim robot: Gradio UI at /, REST under /api, docs at /docs, /ws/teleop, browser
+    code at /client."""
     import uvicorn
 
     from backend.control import RobotSession

@@ -144,7 +144,7 @@ def play_keys(page, steps: list[Step]) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ gamepad
-# Standard mapping as static/teleop.js reads it: axes[1] up = forward, axes[0] left = left, axes[3] up = up,
+# Standard mapping as static/teleop/input.js reads it: axes[1] up = forward, axes[0] left = left, axes[3] up = up,
 # axes[2] left = yaw +; button 0 (A) toggles the gripper. Stick "up"/"left" are negative values.
 FAKE_PAD = """
 (() => {

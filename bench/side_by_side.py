@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
     for name, figures in summary.items():
         print(f"== {name}")
         for key, f in figures.items():
-            print(f"  {key:60s} before {f['before_median']:>9} after {f['after_median']:>9}")
+            print(f"  {key:60s} before {f['before_median']:>9.2f} after {f['after_median']:>9.2f}")
     print(f"wrote {write_result('side_by_side', result)}")
     return result
 

@@ -6,12 +6,12 @@ Usage (run.py builds these once from Settings and passes them down)::
     upgrade_database(engine)                    # Alembic to head; idempotent
     session_factory = make_session_factory(engine)
 
-    # webapp (later):  SessionDep = Annotated[Session, Depends(make_session_dependency(session_factory))]
+    # webapp: DbSessionDep (webapp/deps.py) yields from get_session(store.session_factory), one per request
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -85,15 +85,6 @@ def get_session(session_factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
-
-
-def make_session_dependency(session_factory: sessionmaker[Session]) -> Callable[[], Iterator[Session]]:
-    """A zero-argument generator function for ``Depends(...)`` bound to this app's factory (no global state)."""
-
-    def session_dependency() -> Iterator[Session]:
-        yield from get_session(session_factory)
-
-    return session_dependency
 
 
 @contextmanager

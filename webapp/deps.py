@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from backend.services.curation import CurationService
 from backend.settings import Settings
+from storage.db import get_session
 from storage.episode_store import EpisodeStore
 from webapp.control import RobotSession
 
@@ -37,9 +38,9 @@ def get_settings(conn: HTTPConnection) -> Settings:
 
 
 def get_db_session(store: Annotated[EpisodeStore, Depends(get_store)]) -> Iterator[Session]:
-    """One SQLAlchemy session per request from the store's factory, closed after the response; commit yourself."""
-    with store.session_factory() as session:
-        yield session
+    """One SQLAlchemy session per request from the store's factory (storage.db.get_session: rolled back if the route
+    raised, closed after the response); commit yourself."""
+    yield from get_session(store.session_factory)
 
 
 def get_current_user() -> str | None:

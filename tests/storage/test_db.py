@@ -16,7 +16,6 @@ from storage.db import (
     get_session,
     head_revision,
     make_engine,
-    make_session_dependency,
     make_session_factory,
     upgrade_database,
 )
@@ -139,8 +138,7 @@ def test_get_session_generator(session_factory) -> None:
     session.flush()
     with pytest.raises(RuntimeError):
         gen.throw(RuntimeError("route failed"))  # FastAPI throws the route's exception into the dependency
-    dep = make_session_dependency(session_factory)
-    gen2 = dep()
+    gen2 = get_session(session_factory)
     s2 = next(gen2)
     assert s2.scalars(select(Dataset)).all() == []  # rolled back
     gen2.close()
