@@ -11,6 +11,8 @@
     python run.py check-store
     python run.py train --dataset pick150 --out models/pick150 --minutes 15
     python run.py eval --model models/pick150 --task pick --colour red --episodes 20 --seed-base 100000
+    python run.py users add alice --role operator     # asks for a password (or --password-stdin, or prints one)
+    python run.py users list | disable NAME | enable NAME | reset-password NAME
 
 Settings come from the environment (prefix VLA_, e.g. VLA_DATA_DIR, VLA_DATABASE_URL); see backend/settings.py.
 """
@@ -90,6 +92,19 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--paraphrase", action="store_true", help="a random instruction template per episode")
     ev.add_argument("--video-dir", type=Path, help="write one MP4 per episode with attention overlays")
     ev.add_argument("--json-out", type=Path, help="also write the JSON report to this file")
+
+    users = commands.add_parser("users", help="add, list, disable, enable users and reset their passwords")
+    user_commands = users.add_subparsers(dest="users_command", metavar="USERS_COMMAND", required=True)
+    add = user_commands.add_parser("add", help="add a user (password: --password-stdin, a prompt, or generated)")
+    add.add_argument("name", help="user name (letters, digits, _ . -)")
+    add.add_argument("--role", required=True, choices=["operator", "engineer", "manager", "admin"])
+    add.add_argument("--password-stdin", action="store_true", help="read the password from the first stdin line")
+    user_commands.add_parser("list", help="every user with role, state and last sign-in")
+    for name, text in (("disable", "lock a user out; their sessions end at once"), ("enable", "let a user in again")):
+        user_commands.add_parser(name, help=text).add_argument("name")
+    reset = user_commands.add_parser("reset-password", help="set a new password; the user's sessions end at once")
+    reset.add_argument("name")
+    reset.add_argument("--password-stdin", action="store_true", help="read the password from the first stdin line")
 
     serve = commands.add_parser("serve", help="start the dashboard (web UI, REST API, teleop WebSocket) on the sim")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
@@ -332,6 +347,56 @@ def cmd_eval(args, settings: Settings, store) -> int:
     return 0
 
 
+def _new_password(args) -> tuple[str, bool]:
+    """(password, generated): from stdin with --password-stdin, else a prompt on a terminal, else a random one."""
+    import getpass
+
+    from backend.services.auth import generate_password
+
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n"), False
+    if sys.stdin.isatty():
+        password = getpass.getpass(f"password for {args.name}: ")
+        if getpass.getpass("again: ") != password:
+            raise ValueError("the two passwords differ; nothing was changed")
+        return password, False
+    return generate_password(), True
+
+
+def cmd_users(args, settings: Settings, store) -> int:
+    from backend.services.audit import AuditService
+    from backend.services.auth import UserService
+
+    users = UserService(store.session_factory, AuditService(store.session_factory))
+    who = {"actor": None, "address": "cli"}  # the audit log's "from where" for the server's console
+    if args.users_command == "list":
+        print(f"{'name':20} {'role':9} {'state':8} {'password':8} {'created':20} last sign-in")
+        for u in users.list():
+            last = u.last_sign_in_at.strftime("%Y-%m-%d %H:%M:%S") if u.last_sign_in_at else "never"
+            state, has_password = "active" if u.active else "disabled", "yes" if u.has_password else "no"
+            created = u.created_at.strftime("%Y-%m-%d %H:%M:%S")
+            print(f"{u.name:20} {u.role.value:9} {state:8} {has_password:8} {created:20} {last}")
+        return 0
+    if args.users_command == "disable":
+        users.disable(args.name, **who)
+        print(f"user '{args.name}' disabled: signed out everywhere, API tokens refused")
+        return 0
+    if args.users_command == "enable":
+        users.enable(args.name, **who)
+        print(f"user '{args.name}' enabled")
+        return 0
+    password, generated = _new_password(args)
+    if args.users_command == "add":
+        user = users.add(args.name, args.role, password, **who)
+        print(f"added {user.role.value} '{user.name}'")
+    else:
+        users.reset_password(args.name, password, **who)
+        print(f"new password set for '{args.name}': signed out everywhere")
+    if generated:
+        print(f"password: {password}  (shown once; `run.py users reset-password {args.name}` sets another)")
+    return 0
+
+
 def cmd_serve(args, settings: Settings, store) -> int:
     """One FastAPI app around the sim robot: Gradio UI at /, REST under /api, docs at /docs, /ws/teleop, browser
     code at /client."""
@@ -346,12 +411,35 @@ def cmd_serve(args, settings: Settings, store) -> int:
     app = create_app(settings, session=session, store=store)  # its lifespan starts and stops the control loop
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     print(f"VLA Dashboard: http://{host}:{settings.port}/  (API docs: /docs, data: {settings.data_dir})", flush=True)
+    if not _is_loopback(settings.host):
+        print(_exposed_warning(settings), file=sys.stderr, flush=True)
     try:
         # Messages above 1 MiB close the socket; /ws/teleop itself rejects anything above 4 KiB with an error reply.
         uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, ws_max_size=2**20)
     finally:
         robot.close()
     return 0
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name
+        return host.lower() == "localhost"
+
+
+def _exposed_warning(settings: Settings) -> str:
+    """What binding beyond loopback means: plain HTTP (no TLS) to whoever reaches the address."""
+    address = f"{settings.host}:{settings.port}"
+    where = f"every network interface ({address})" if settings.host in ("0.0.0.0", "::") else address
+    return (
+        f"WARNING: listening on {where} over plain HTTP, without TLS: anyone who"
+        " can reach this address can watch the cameras and drive the robot, and traffic can be read on the way."
+        " Bind to 127.0.0.1 and serve through a TLS reverse proxy instead (README, 'Running behind a TLS proxy')."
+        " Host names other than loopback and VLA_HOST are refused unless listed in VLA_ALLOWED_HOSTS."
+    )
 
 
 class _progress_bar:
@@ -384,6 +472,7 @@ COMMANDS = {
     "serve": cmd_serve,
     "train": cmd_train,
     "eval": cmd_eval,
+    "users": cmd_users,
 }
 
 if __name__ == "__main__":

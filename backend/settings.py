@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -19,9 +19,56 @@ class Settings(BaseSettings):
     mujoco_gl: Literal["egl", "osmesa", "glfw"] = "egl"
     image_size: int = Field(default=224, ge=32, le=1024, description="Square camera resolution in pixels.")
     control_hz: int = Field(default=30, ge=1, le=500)
+    max_body_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="Largest request body; a bigger one gets 413 before it is read."
+    )
+    # Signs session cookies. Unset: generated once and kept in <data_dir>/secret_key (mode 0600), so sessions
+    # survive a restart; set it (32+ characters) when several servers share one database.
+    secret_key: str | None = Field(default=None, min_length=32, repr=False)
+    session_ttl_s: int = Field(default=12 * 3600, ge=60, le=30 * 86400, description="Sign-in session lifetime.")
+    sign_in_link_ttl_s: int = Field(default=3600, ge=60, le=86400, description="First-start admin link lifetime.")
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Host names the dashboard answers to besides loopback and VLA_HOST (comma-separated in "
+        "VLA_ALLOWED_HOSTS, e.g. the name behind a TLS proxy); any other Host header gets 400 (DNS rebinding).",
+    )
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_host_list(cls, value):
+        return [name.strip() for name in value.split(",") if name.strip()] if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _default_database_url(self) -> Settings:
         if self.database_url is None:
             self.database_url = f"sqlite:///{(self.data_dir / 'vla.db').resolve()}"
         return self
+
+    def session_secret(self) -> bytes:
+        """secret_key, else the key in <data_dir>/secret_key, created (random, mode 0600) if missing."""
+        if self.secret_key is not None:
+            return self.secret_key.encode()
+        return _load_or_create_secret(self.data_dir / "secret_key")
+
+
+def _load_or_create_secret(path: Path) -> bytes:
+    """Read the key file; if there is none, write a new one atomically (two processes starting at once agree)."""
+    import os
+    import secrets
+
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(48))
+        try:
+            os.link(tmp, path)  # fails if another process got there first: then its key wins
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    key = path.read_text().strip()
+    if len(key) < 32:
+        raise ValueError(f"{path} holds a key shorter than 32 characters; delete it to have a new one made")
+    return key.encode()

@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp) / "data"
         data_dir.mkdir()
-        settings = Settings(data_dir=data_dir)
+        settings = Settings(data_dir=data_dir, allowed_hosts=["testserver"])  # the Host TestClient sends
         engine = make_engine(settings.database_url)
         upgrade_database(engine)
         store = EpisodeStore(data_dir, make_session_factory(engine))

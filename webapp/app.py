@@ -17,6 +17,7 @@ from webapp.api_docs import install_api_docs
 from webapp.assets import ASSETS_DIR, ASSETS_URL, RevalidatedFiles
 from webapp.errors import install_error_handlers
 from webapp.routers import api_router
+from webapp.security import install_browser_guards
 from webapp.ws import router as ws_router
 
 PLOTLY_JS_DIR = Path(plotly.__file__).resolve().parent / "package_data"  # holds plotly.min.js
@@ -38,10 +39,19 @@ def create_app(settings: Settings, *, session, store, ui: bool = True) -> FastAP
             session.stop()
 
     # /docs and /redoc come from install_api_docs: FastAPI's own pages fetch Swagger UI and ReDoc from a CDN.
-    app = FastAPI(title="VLA Dashboard", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
+    # max_body_size: a bigger body gets 413 before it is read (Content-Length, or counted as a chunked body streams).
+    app = FastAPI(
+        title="VLA Dashboard",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        max_body_size=settings.max_body_bytes,
+    )
     app.state.settings, app.state.session, app.state.store = settings, session, store
     app.state.curation = CurationService(store, exports_dir=Path(store.data_dir) / "exports")
     install_error_handlers(app)
+    install_browser_guards(app, settings)  # Host check, no CORS, JSON-only writes: see webapp.security
     app.include_router(api_router)
     app.include_router(ws_router)
     install_api_docs(app)

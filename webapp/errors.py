@@ -9,6 +9,10 @@ they are mapped per router (a route class) rather than app-wide, where a ValueEr
 - the robot session (backend.control.RobotSession): bad value 400, unknown 404, wrong state 409
   (NoRecordingError and RecordingActiveError are RuntimeErrors);
 - the episode query (storage.episode_query.EpisodeQuery.validate): a filter it refuses 422.
+
+A request that fails validation gets 422 with {"detail": [{"loc", "msg", "type"}, ...]}: never the input itself
+(FastAPI's default handler echoes it, which fails with a 500 on a string that is not valid Unicode and sends a
+megabyte back for a megabyte in). Every error answer is documented in the OpenAPI schema (document_errors).
 """
 
 from __future__ import annotations
@@ -17,9 +21,10 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from pydantic import ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from storage.errors import (
     AnnotationError,
@@ -30,8 +35,55 @@ from storage.errors import (
     NotFoundError,
 )
 
+MAX_ECHO_CHARS = 64  # the most of a client's own text (a key in `loc`) that an error answer repeats
+
+
+class ErrorOut(BaseModel):
+    """An error answer other than a validation failure (those have FastAPI's list of {loc, msg, type})."""
+
+    detail: str = Field(description="what was wrong and what to do")
+    current_version: int | None = Field(None, description="409 on an edit: the episode's version now")
+
+
+ERROR_DESCRIPTIONS = {
+    400: "a value the robot session refuses, or a body that is not readable JSON",
+    404: "no such object",
+    409: "the object is not in a state that allows this",
+    413: "the request body is over the size limit (Settings.max_body_bytes); refused before it is read",
+    428: "the edit does not say which version it was made on (body field `version` or If-Match)",
+}
+
+
+def error_responses(*statuses: int, described: dict[int, str] | None = None) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route or router: the given error statuses with ErrorOut bodies (descriptions from
+    ERROR_DESCRIPTIONS unless `described` has one)."""
+    texts = ERROR_DESCRIPTIONS | (described or {})
+    return {status: {"model": ErrorOut, "description": texts[status]} for status in statuses}
+
+
+def _bounded(text: str, limit: int) -> str:
+    """Text safe to send back: lone surrogates escaped (they cannot be encoded), at most `limit` characters."""
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _validation_issues(error: RequestValidationError) -> list[dict[str, Any]]:
+    """loc, msg and type of each problem; `input` and `ctx` are left out (they hold the client's data)."""
+    return [
+        {
+            "loc": [p if isinstance(p, int) else _bounded(str(p), MAX_ECHO_CHARS) for p in issue["loc"]],
+            "msg": _bounded(issue["msg"], 500),
+            "type": issue["type"],
+        }
+        for issue in error.errors()
+    ]
+
 
 def install_error_handlers(app: FastAPI) -> None:
+    async def invalid_request(_: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, RequestValidationError)
+        return JSONResponse({"detail": _validation_issues(error)}, status_code=422)
+
     async def not_found(_: Request, error: Exception) -> JSONResponse:
         return JSONResponse({"detail": str(error)}, status_code=404)
 
@@ -44,11 +96,43 @@ def install_error_handlers(app: FastAPI) -> None:
     async def unprocessable(_: Request, error: Exception) -> JSONResponse:
         return JSONResponse({"detail": str(error)}, status_code=422)
 
+    app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(NotFoundError, not_found)
     app.add_exception_handler(ConflictError, conflict)
     app.add_exception_handler(DestinationNotEmptyError, conflict)
     for cls in (AnnotationError, InvalidNameError, FormatError):
         app.add_exception_handler(cls, unprocessable)
+    document_errors(app)
+
+
+def document_errors(app: FastAPI) -> None:
+    """Make the OpenAPI schema say what the app answers: a 422's `detail` is a sentence (the app's own checks)
+    or FastAPI's list of problems, and every operation with a body may get 413 (size limit) or 400 (not JSON)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()  # FastAPI's own, cached on app.openapi_schema: amended in place once
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.setdefault("ErrorOut", ErrorOut.model_json_schema())
+        if "HTTPValidationError" in components:
+            detail = components["HTTPValidationError"]["properties"]["detail"]
+            components["HTTPValidationError"]["properties"]["detail"] = {"anyOf": [{"type": "string"}, detail]}
+            components["HTTPValidationError"]["required"] = ["detail"]
+        error_body = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}
+        # FastAPI's limit (max_body_size) answers a Content-Length over it in plain text, a chunked body that runs
+        # over it as {"detail": "Content Too Large"}.
+        too_large_body = error_body | {"text/plain": {"schema": {"type": "string"}}}
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                if "requestBody" in operation:
+                    responses = operation["responses"]
+                    responses.setdefault("400", {"description": ERROR_DESCRIPTIONS[400], "content": error_body})
+                    responses.setdefault("413", {"description": ERROR_DESCRIPTIONS[413], "content": too_large_body})
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _mapping_route(statuses: dict[type[Exception], int]) -> type[APIRoute]:

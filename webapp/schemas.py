@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+from fastapi import Path
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, computed_field, field_validator, model_validator
 
 from backend.services.curation import BulkOp
@@ -12,12 +13,47 @@ from storage.episode_meta import EpisodeInfo
 from storage.episode_query import SortKey, SuccessLabel
 from storage.models import FailureReason, QualityFlagName
 
+# SQLite (and PostgreSQL's BIGINT) store signed 64-bit integers: anything larger is refused here with a 422 rather
+# than raising OverflowError (a 500) in the driver.
+SQL_INT_MAX = 2**63 - 1
+DbId = Annotated[int, Field(ge=1, le=SQL_INT_MAX)]
+FrameIndex = Annotated[int, Field(ge=0, le=2**31 - 1)]  # a frame of an episode (0-based)
+# Path parameters: FastAPI needs Path(...) rather than Field(...) in the annotation.
+IdPath = Annotated[int, Path(ge=1, le=SQL_INT_MAX)]
+NamePath = Annotated[str, Path(min_length=1, max_length=64)]
+
 OperatorName = Field(min_length=1, max_length=64, pattern=r"^[\w .@+-]+$")
 DatasetName = Field(default="teleop", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
 
 
+def _reject_lone_surrogates(data: Any) -> Any:
+    """Refuse any string (value or key, at any depth) that is not valid Unicode: JSON may carry a lone surrogate
+    ("\\ud800"), which Python decodes but cannot encode again, so storing or answering it would fail with a 500.
+    Iterative, so a deeply nested body cannot exhaust the stack."""
+    pending = [data]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if not item.isascii():
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise ValueError("text must be valid Unicode (it holds a lone surrogate)") from None
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return data
+
+
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data: Any) -> Any:
+        return _reject_lone_surrogates(data)
 
 
 class _Out(BaseModel):
@@ -130,8 +166,8 @@ class EpisodesPublic(BaseModel):
 
 # -- labeling and curation -----------------------------------------------------------------------------------------
 class SegmentIn(_In):
-    start: int = Field(description="first frame (0-based)")
-    end: int = Field(description="last frame, inclusive")
+    start: FrameIndex = Field(description="first frame (0-based)")
+    end: FrameIndex = Field(description="last frame, inclusive")
     text: str = Field(max_length=500)
 
 
@@ -139,10 +175,9 @@ class _UserIn(_In):
     user: str = OperatorName
 
 
-class AnnotationPatchIn(_UserIn):
-    """Only the fields sent are changed; `version` is the one the edit was made on (409 if it moved since)."""
+class AnnotationFieldsIn(_In):
+    """The annotation fields an edit may set; only the fields sent are changed."""
 
-    version: int | None = Field(None, ge=1, description="or send it as the If-Match header")
     instruction: str | None = Field(None, max_length=500)
     paraphrases: list[str] | None = Field(None, max_length=50)
     segments: list[SegmentIn] | None = Field(None, max_length=200)
@@ -154,23 +189,31 @@ class AnnotationPatchIn(_UserIn):
         return self.model_dump(exclude_unset=True, exclude={"user", "version"}, mode="json")
 
 
+class AnnotationPatchIn(_UserIn, AnnotationFieldsIn):
+    """Only the fields sent are changed; `version` is the one the edit was made on (409 if it moved since)."""
+
+    version: DbId | None = Field(None, description="or send it as the If-Match header")
+
+
 class UndoIn(_UserIn):
-    version: int | None = Field(None, ge=1, description="refuse (409) if the episode moved past this version")
+    version: DbId | None = Field(None, description="refuse (409) if the episode moved past this version")
 
 
 class TrimIn(UndoIn):
-    start: int = Field(description="first frame kept")
-    end: int = Field(description="last frame kept (inclusive)")
+    start: FrameIndex = Field(description="first frame kept")
+    end: FrameIndex = Field(description="last frame kept (inclusive)")
 
 
 class SplitIn(UndoIn):
-    at: int = Field(description="the first frame of the second part")
+    at: FrameIndex = Field(description="the first frame of the second part")
 
 
 class BulkIn(_UserIn):
-    episode_ids: list[int] = Field(min_length=1, max_length=10_000)
+    episode_ids: list[DbId] = Field(min_length=1, max_length=10_000)
     op: BulkOp
-    changes: dict | None = Field(None, description="annotate: the annotation fields to set on every episode")
+    changes: AnnotationFieldsIn | None = Field(
+        None, description="annotate: the annotation fields to set on every episode (as in a single edit)"
+    )
     dataset: str | None = Field(None, min_length=1, max_length=64, description="move: the target dataset")
 
 
@@ -226,7 +269,9 @@ class SnapshotIn(_UserIn):
     dataset: str = Field(min_length=1, max_length=64)
     description: str = Field("", max_length=2000)
     success: SuccessLabel | None = Field(None, description="only episodes with this effective label")
-    episode_ids: list[int] | None = Field(None, description="exactly these episodes (of the dataset)")
+    episode_ids: list[DbId] | None = Field(
+        None, max_length=10_000, description="exactly these episodes (of the dataset)"
+    )
 
 
 class SnapshotOut(_Out):

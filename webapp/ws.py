@@ -34,6 +34,10 @@ Each socket runs a sender task (latest-frame-only through session.subscribe(): a
 loop never waits) and a receiver (this coroutine). A socket that sends more than 20 bad messages, or more than
 300 messages, in one second is closed with 1008 (policy violation). On close the lease is released, so the arm
 holds still.
+
+A handshake whose Origin is not the dashboard itself is refused before it is accepted (close 1008: no frame, no
+lease; see webapp.security.is_own_origin), so no other web page the operator visits can drive the arm. A client
+with no Origin (a script, the tests) is let in until sign-in exists; then it will have to carry a token.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from webapp.control import LeaseHeldError, NotControllerError, RobotSession, SubscriptionClosed, TeleopCommand
 from webapp.deps import RobotSessionDep
+from webapp.security import is_own_origin
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -262,6 +267,10 @@ class _Connection:
 
 @router.websocket("/ws/teleop")
 async def teleop_socket(ws: WebSocket, robot: RobotSessionDep) -> None:
+    if not is_own_origin(ws.scope):
+        log.warning("ws: refused a handshake from origin %r", ws.headers.get("origin"))
+        await ws.close(code=POLICY_VIOLATION, reason="foreign origin")
+        return
     await ws.accept()
     conn = _Connection(ws, robot)
     sender = asyncio.create_task(conn.send_frames())

@@ -14,7 +14,8 @@ from webapp import create_app
 
 @pytest.fixture
 def settings(tmp_path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", image_size=64)
+    # "testserver" is the Host that TestClient sends; a real server answers only to loopback and configured names.
+    return Settings(data_dir=tmp_path / "data", image_size=64, allowed_hosts=["testserver"])
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ def test_recording_flow(client, robot):
     st = client.post("/api/robot/recording/start", json={"operator": "alice", "dataset": "teleop"}).json()
     assert st["recording"]["active"]
     assert client.post("/api/robot/recording/start", json={"operator": "alice"}).status_code == 409
-    assert client.post("/api/robot/recording/discard").json()["recording"]["active"] is False
+    assert client.post("/api/robot/recording/discard", json={}).json()["recording"]["active"] is False
     assert robot.saved == []  # a discarded take leaves nothing
     client.post("/api/robot/recording/start", json={"operator": "alice"})
     st = client.post("/api/robot/recording/restart", json={"operator": "alice"}).json()

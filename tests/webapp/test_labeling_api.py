@@ -130,7 +130,7 @@ def test_trim_split_signals_and_quality(client, ep) -> None:
     assert client.post(f"/api/episodes/{new}/split", json={"user": "a", "at": 9}).status_code == 422
     r = client.post(f"/api/episodes/{new}/split", json={"user": "a", "at": 3})
     assert [client.get(f"/api/episodes/{i}").json()["length"] for i in r.json()["episode_ids"]] == [3, 5]
-    flags = client.post(f"/api/episodes/{r.json()['episode_ids'][0]}/quality").json()["quality_flags"]
+    flags = client.post(f"/api/episodes/{r.json()['episode_ids'][0]}/quality", json={}).json()["quality_flags"]
     assert "too_short" in flags
     assert client.get("/api/episodes?quality_flag=too_short").json()["count"] == 2
     assert client.get("/api/episodes?quality_flag=nope").status_code == 422

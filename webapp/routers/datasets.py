@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from webapp.deps import CurationDep
-from webapp.schemas import DatasetOut, MergedOut, MergeIn
+from webapp.errors import error_responses
+from webapp.schemas import DatasetOut, MergedOut, MergeIn, NamePath
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
 
@@ -16,7 +17,7 @@ def list_datasets(curation: CurationDep) -> list[DatasetOut]:
     return [DatasetOut.model_validate(d) for d in curation.store.list_datasets()]
 
 
-@router.post("/{name}/merge")
-def merge(name: str, body: MergeIn, curation: CurationDep) -> MergedOut:
+@router.post("/{name}/merge", responses=error_responses(404))
+def merge(name: NamePath, body: MergeIn, curation: CurationDep) -> MergedOut:
     """Move every episode of `name` into `into` (created if missing) and delete `name`."""
     return MergedOut(moved=curation.annotations.merge_datasets(name, body.into, user=body.user))

@@ -15,8 +15,8 @@ from storage.errors import NotFoundError
 from storage.models import EpisodeSource, QualityFlagName
 from storage.video import thumbnail_jpeg
 from webapp.deps import StoreDep
-from webapp.errors import EpisodeQueryRoute
-from webapp.schemas import EpisodePublic, EpisodesPublic, to_public
+from webapp.errors import EpisodeQueryRoute, error_responses
+from webapp.schemas import SQL_INT_MAX, EpisodePublic, EpisodesPublic, IdPath, NamePath, to_public
 
 router = APIRouter(prefix="/episodes", tags=["episodes"], route_class=EpisodeQueryRoute)
 
@@ -26,13 +26,13 @@ THUMBNAIL_WIDTH = 160
 @router.get("")
 def list_episodes(
     store: StoreDep,
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=SQL_INT_MAX),
     limit: int = Query(50, ge=1, le=MAX_LIMIT),
-    dataset: str | None = None,
-    task: str | None = None,
+    dataset: str | None = Query(None, max_length=64),
+    task: str | None = Query(None, max_length=64),
     instruction: str | None = Query(None, max_length=200, description="case-insensitive substring"),
     source: EpisodeSource | None = None,
-    operator: str | None = None,
+    operator: str | None = Query(None, max_length=64),
     success: Annotated[
         SuccessLabel | None, Query(description="the operator's verdict, else the automatic check")
     ] = None,
@@ -54,8 +54,8 @@ def list_episodes(
     return EpisodesPublic(data=[to_public(i) for i in infos], count=total)
 
 
-@router.get("/{episode_id}")
-def get_episode(episode_id: int, store: StoreDep, response: Response) -> EpisodePublic:
+@router.get("/{episode_id}", responses=error_responses(404))
+def get_episode(episode_id: IdPath, store: StoreDep, response: Response) -> EpisodePublic:
     """One episode; the ETag is its annotation version (send it back as If-Match with an edit)."""
     episode = to_public(store.get_episode(episode_id))
     response.headers["ETag"] = f'"{episode.version}"'
@@ -76,13 +76,19 @@ def _thumbnail(path: str) -> bytes:
     return thumbnail_jpeg(path, THUMBNAIL_WIDTH, quality=80)
 
 
-@router.get("/{episode_id}/thumbnail.jpg", response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
-def thumbnail(episode_id: int, store: StoreDep, camera: str | None = None) -> Response:
+@router.get(
+    "/{episode_id}/thumbnail.jpg",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}}, **error_responses(404)},
+)
+def thumbnail(
+    episode_id: IdPath, store: StoreDep, camera: Annotated[str | None, Query(max_length=64)] = None
+) -> Response:
     path = _video_path(store, episode_id, camera)
     return Response(_thumbnail(str(path)), media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
 
-@router.get("/{episode_id}/video/{camera}.mp4", response_class=FileResponse)
-def video(episode_id: int, camera: str, store: StoreDep) -> FileResponse:
+@router.get("/{episode_id}/video/{camera}.mp4", response_class=FileResponse, responses=error_responses(404))
+def video(episode_id: IdPath, camera: NamePath, store: StoreDep) -> FileResponse:
     """The camera's H.264 MP4; Range requests are honoured (browsers seek with them)."""
     return FileResponse(_video_path(store, episode_id, camera), media_type="video/mp4")

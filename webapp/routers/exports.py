@@ -5,12 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from webapp.deps import CurationDep
-from webapp.schemas import ExportIn, ExportJobOut
+from webapp.errors import error_responses
+from webapp.schemas import ExportIn, ExportJobOut, IdPath
 
 router = APIRouter(prefix="/exports", tags=["exports"])
 
 
-@router.post("", status_code=202)
+@router.post("", status_code=202, responses=error_responses(404))
 def start_export(body: ExportIn, curation: CurationDep) -> ExportJobOut:
     """Export a dataset or a snapshot to LeRobot v3.0 under <data dir>/exports/; poll the job for progress."""
     kind, name = body.target()
@@ -22,6 +23,6 @@ def list_exports(curation: CurationDep) -> list[ExportJobOut]:
     return [ExportJobOut.model_validate(j) for j in curation.exports.list()]
 
 
-@router.get("/{job_id}")
-def get_export(job_id: int, curation: CurationDep) -> ExportJobOut:
+@router.get("/{job_id}", responses=error_responses(404))
+def get_export(job_id: IdPath, curation: CurationDep) -> ExportJobOut:
     return ExportJobOut.model_validate(curation.exports.get(job_id))

@@ -14,12 +14,15 @@ from fastapi import APIRouter, Header, HTTPException
 from storage.episode_query import SortKey, SuccessLabel
 from storage.models import EpisodeSource, FailureReason, QualityFlagName
 from webapp.deps import CurationDep
+from webapp.errors import error_responses
 from webapp.schemas import (
+    SQL_INT_MAX,
     AnnotationPatchIn,
     BulkIn,
     EpisodeIdsOut,
     EpisodePublic,
     EventOut,
+    IdPath,
     SignalsOut,
     SplitIn,
     TrimIn,
@@ -30,7 +33,10 @@ from webapp.schemas import (
 
 router = APIRouter(tags=["labeling"])
 
-CONFLICT = {409: {"description": "the episode changed since `version` (body has `current_version`)"}}
+# Every edit of one episode: unknown episode 404, moved since `version` 409.
+EDIT_ERRORS = error_responses(
+    404, 409, described={409: "the episode changed since `version` (body has `current_version`)"}
+)
 
 
 def _version(body_version: int | None, if_match: str | None) -> int:
@@ -40,14 +46,15 @@ def _version(body_version: int | None, if_match: str | None) -> int:
     if if_match is None:
         raise HTTPException(428, "send the version the edit was made on (body field 'version' or the If-Match header)")
     tag = if_match.strip().strip('"').removeprefix("W/").strip('"')
-    if not tag.isdecimal():
-        raise HTTPException(422, f"If-Match must be the episode version (a whole number), got {if_match!r}")
+    # isascii: "١" is a decimal digit to Python; the header is not echoed back (it is the client's own text).
+    if not (tag.isascii() and tag.isdecimal() and 1 <= int(tag) <= SQL_INT_MAX):
+        raise HTTPException(422, f"If-Match must be the episode version (a whole number from 1 to {SQL_INT_MAX})")
     return int(tag)
 
 
-@router.patch("/episodes/{episode_id}/annotation", responses=CONFLICT)
+@router.patch("/episodes/{episode_id}/annotation", responses=EDIT_ERRORS | error_responses(428))
 def annotate(
-    episode_id: int,
+    episode_id: IdPath,
     body: AnnotationPatchIn,
     curation: CurationDep,
     if_match: Annotated[str | None, Header()] = None,
@@ -57,48 +64,49 @@ def annotate(
     return to_public(curation.annotate(episode_id, body.changes(), user=body.user, version=version))
 
 
-@router.get("/episodes/{episode_id}/history")
-def history(episode_id: int, curation: CurationDep) -> list[EventOut]:
+@router.get("/episodes/{episode_id}/history", responses=error_responses(404))
+def history(episode_id: IdPath, curation: CurationDep) -> list[EventOut]:
     """Every change of the episode, newest first: who, when, and each field's value before and after."""
     return [EventOut.model_validate(e) for e in curation.history(episode_id)]
 
 
-@router.post("/episodes/{episode_id}/undo", responses=CONFLICT)
-def undo(episode_id: int, body: UndoIn, curation: CurationDep) -> EpisodePublic:
+@router.post("/episodes/{episode_id}/undo", responses=EDIT_ERRORS)
+def undo(episode_id: IdPath, body: UndoIn, curation: CurationDep) -> EpisodePublic:
     """Revert the newest change not yet undone (recorded as a new change)."""
     return to_public(curation.undo(episode_id, user=body.user, version=body.version))
 
 
-@router.post("/episodes/{episode_id}/trim", responses=CONFLICT)
-def trim(episode_id: int, body: TrimIn, curation: CurationDep) -> EpisodeIdsOut:
+@router.post("/episodes/{episode_id}/trim", responses=EDIT_ERRORS)
+def trim(episode_id: IdPath, body: TrimIn, curation: CurationDep) -> EpisodeIdsOut:
     """Keep frames start..end as a new episode; the original goes to the trash."""
     return EpisodeIdsOut(
         episode_ids=curation.trim(episode_id, body.start, body.end, user=body.user, version=body.version)
     )
 
 
-@router.post("/episodes/{episode_id}/split", responses=CONFLICT)
-def split(episode_id: int, body: SplitIn, curation: CurationDep) -> EpisodeIdsOut:
+@router.post("/episodes/{episode_id}/split", responses=EDIT_ERRORS)
+def split(episode_id: IdPath, body: SplitIn, curation: CurationDep) -> EpisodeIdsOut:
     """Split before frame `at` into two new episodes; the original goes to the trash."""
     return EpisodeIdsOut(episode_ids=curation.split(episode_id, body.at, user=body.user, version=body.version))
 
 
-@router.post("/episodes/bulk", responses=CONFLICT)
+@router.post("/episodes/bulk", responses=EDIT_ERRORS)
 def bulk(body: BulkIn, curation: CurationDep) -> EpisodeIdsOut:
     """One operation on a selection, all or nothing: annotate (set instruction / label / ...), move to a
     dataset, trash, restore, or purge (only from the trash, never an episode a snapshot holds)."""
-    changed = curation.bulk(body.op, body.episode_ids, user=body.user, changes=body.changes, dataset=body.dataset)
+    changes = body.changes.changes() if body.changes is not None else None
+    changed = curation.bulk(body.op, body.episode_ids, user=body.user, changes=changes, dataset=body.dataset)
     return EpisodeIdsOut(episode_ids=changed)
 
 
-@router.get("/episodes/{episode_id}/signals")
-def signals(episode_id: int, curation: CurationDep) -> SignalsOut:
+@router.get("/episodes/{episode_id}/signals", responses=error_responses(404))
+def signals(episode_id: IdPath, curation: CurationDep) -> SignalsOut:
     """State and action per frame, for the player's charts."""
     return SignalsOut(**curation.signals(episode_id))
 
 
-@router.post("/episodes/{episode_id}/quality")
-def recompute_quality(episode_id: int, curation: CurationDep) -> EpisodePublic:
+@router.post("/episodes/{episode_id}/quality", responses=error_responses(404))
+def recompute_quality(episode_id: IdPath, curation: CurationDep) -> EpisodePublic:
     """Recompute the episode's quality flags with the current rules."""
     curation.store.recompute_quality([episode_id])
     return to_public(curation.store.get_episode(episode_id))

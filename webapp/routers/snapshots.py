@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException
 
 from storage.episode_query import EpisodeQuery
 from webapp.deps import CurationDep
-from webapp.schemas import SnapshotIn, SnapshotOut
+from webapp.errors import error_responses
+from webapp.schemas import SQL_INT_MAX, NamePath, SnapshotIn, SnapshotOut
 
 router = APIRouter(prefix="/snapshots", tags=["snapshots"])
 
@@ -16,7 +17,7 @@ def list_snapshots(curation: CurationDep) -> list[SnapshotOut]:
     return [SnapshotOut.model_validate(s) for s in curation.snapshots.list()]
 
 
-@router.post("", status_code=201, responses={409: {"description": "the name is taken"}})
+@router.post("", status_code=201, responses=error_responses(404, 409, described={409: "the name is taken"}))
 def create_snapshot(body: SnapshotIn, curation: CurationDep) -> SnapshotOut:
     """Freeze the live episodes of a dataset (all, those with one label, or exactly the ids given) with the
     annotation version of each. Snapshots are immutable."""
@@ -31,8 +32,10 @@ def create_snapshot(body: SnapshotIn, curation: CurationDep) -> SnapshotOut:
     return SnapshotOut.model_validate(snap)
 
 
-@router.get("/{snapshot}")
-def get_snapshot(snapshot: str, curation: CurationDep) -> SnapshotOut:
+@router.get("/{snapshot}", responses=error_responses(404))
+def get_snapshot(snapshot: NamePath, curation: CurationDep) -> SnapshotOut:
     """A snapshot by name or id, with its (episode id, annotation version) list."""
-    key = int(snapshot) if snapshot.isdigit() else snapshot
+    key = int(snapshot) if snapshot.isascii() and snapshot.isdigit() else snapshot  # "²" is a digit, not an id
+    if isinstance(key, int) and key > SQL_INT_MAX:
+        raise HTTPException(422, f"a snapshot id is at most {SQL_INT_MAX}")
     return SnapshotOut.model_validate(curation.snapshots.get(key))

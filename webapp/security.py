@@ -1,0 +1,96 @@
+"""Guards against attacks that come through the operator's own browser: DNS rebinding (the Host check),
+cross-origin reads and writes (no CORS for any other origin, the WebSocket's Origin check) and cross-site form
+posts (state changes under /api need a JSON body, which no HTML form can send without a CORS preflight).
+
+Sign-in comes later; until then a request without an Origin header (scripts, the tests' TestClient) is trusted
+as a non-browser client. Once sessions exist such a client must carry a token instead.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from fastapi import FastAPI
+from starlette.datastructures import Headers
+from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from backend.settings import Settings
+
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+ANY_ADDRESS = ("0.0.0.0", "::")
+STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
+
+
+def trusted_hosts(settings: Settings) -> list[str]:
+    """The Host names the dashboard answers to: loopback, VLA_HOST when it is one address, VLA_ALLOWED_HOSTS.
+
+    Starlette compares the Host header's name with its brackets on ("[::1]"), so IPv6 literals get them here."""
+    names = [*LOOPBACK_HOSTS, *([settings.host] if settings.host not in ANY_ADDRESS else []), *settings.allowed_hosts]
+    bracketed = [f"[{n}]" if ":" in n and not n.startswith("[") else n for n in names]
+    return list(dict.fromkeys(n.lower() for n in bracketed))
+
+
+def _origin_key(scheme: str, netloc: str) -> tuple[str, str, int | None] | None:
+    """(http|https, host name, port) of a URL's parts, ws/wss counted as http/https; None when unparsable."""
+    try:
+        parts = urlsplit(f"//{netloc}")
+        port = parts.port or DEFAULT_PORTS.get(scheme)
+    except ValueError:  # a port out of range or not a number
+        return None
+    if not parts.hostname:
+        return None
+    return ({"ws": "http", "wss": "https"}.get(scheme, scheme), parts.hostname.lower(), port)
+
+
+def is_own_origin(scope: Scope) -> bool:
+    """True when the request's Origin is the dashboard itself (same scheme, host and port as the request), or when
+    there is no Origin at all (not a browser: see the module docstring). "null" and any other origin are foreign.
+
+    Behind a TLS proxy the request's scheme is https/wss only if uvicorn trusts the proxy's X-Forwarded-Proto
+    (--forwarded-allow-ips); otherwise the dashboard's own https pages look foreign and the socket is refused."""
+    headers = Headers(scope=scope)
+    origin = headers.get("origin")
+    if origin is None:
+        return True
+    claimed = urlsplit(origin)
+    own = _origin_key(scope["scheme"], headers.get("host", ""))
+    return own is not None and _origin_key(claimed.scheme, claimed.netloc) == own
+
+
+class JsonOnlyWrites:
+    """415 for a POST/PUT/PATCH/DELETE under /api whose Content-Type is not application/json.
+
+    An HTML form can only send urlencoded, multipart or text/plain bodies, and a cross-site fetch with a JSON
+    type needs a CORS preflight, which no other origin passes. Clients send {} for actions without a body."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in STATE_CHANGING and _under_api(scope["path"]):
+            media_type = Headers(scope=scope).get("content-type", "").split(";")[0].strip().lower()
+            if media_type != "application/json":
+                detail = f"{scope['method']} needs a JSON body (Content-Type: application/json); send {{}} for none"
+                await JSONResponse({"detail": detail}, status_code=415)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _under_api(path: str) -> bool:
+    return path == "/api" or path.startswith("/api/")
+
+
+def install_browser_guards(app: FastAPI, settings: Settings) -> None:
+    """The Host check (outermost: 400 before anything else runs), no CORS, and JSON-only writes under /api.
+
+    The CORS middleware allows no origin at all: the dashboard's own pages are same-origin and need none. Its
+    presence also switches off Gradio's own CORS layer (gradio.route_utils.CustomCORSMiddleware steps aside when
+    the parent app has a CORSMiddleware), which otherwise echoes any localhost origin with credentials allowed,
+    /api preflights included (they fall through to the Gradio app mounted at /)."""
+    app.add_middleware(JsonOnlyWrites)
+    app.add_middleware(CORSMiddleware, allow_origins=[], allow_credentials=False)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=trusted_hosts(settings), www_redirect=False)
