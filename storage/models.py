@@ -243,3 +243,73 @@ class SnapshotEpisode(Base):
     position: Mapped[int] = mapped_column(Integer)  # order in the snapshot (= export order)
     annotation_version: Mapped[int] = mapped_column(Integer)
     annotation: Mapped[dict[str, Any]] = mapped_column()  # instruction, paraphrases, segments, labels, notes
+
+
+# -- users, API tokens and the audit log (migration 0003) -------------------------------------------------------------
+class Role(enum.StrEnum):
+    """What a user may do; backend/services/roles.py maps each role to its permissions."""
+
+    OPERATOR = "operator"
+    ENGINEER = "engineer"
+    MANAGER = "manager"
+    ADMIN = "admin"
+
+
+class User(Base):
+    """A person who signs in. Never deleted (the audit log names them); disabled instead.
+
+    ``session_epoch`` is written into every session the user gets; disabling the user or changing the password
+    bumps it, so every session issued before dies on its next request.
+    """
+
+    __tablename__ = "users"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_MAX_LEN), unique=True)
+    role: Mapped[Role] = mapped_column(_str_enum(Role, "user_role", 16))
+    password_hash: Mapped[str | None] = mapped_column(String(255))  # argon2 PHC string; None: no password sign-in
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now())
+    last_sign_in_at: Mapped[datetime | None] = mapped_column()
+    session_epoch: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # A one-time sign-in link (the first-start admin's): sha256 hex of its secret, cleared when used.
+    sign_in_link_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    sign_in_link_expires_at: Mapped[datetime | None] = mapped_column()
+
+    def __repr__(self) -> str:
+        return f"User(id={self.id!r}, name={self.name!r}, role={self.role!r}, active={self.active!r})"
+
+
+class ApiToken(Base):
+    """A personal token for scripts. Only the sha256 of its secret is kept: the secret is 256 random bits, so a
+    fast hash is safe and lets a request find its token through the unique index."""
+
+    __tablename__ = "api_tokens"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(NAME_MAX_LEN))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column()
+
+
+class AuditEvent(Base):
+    """One state-changing action: who (a user name; None when anonymous or a failed sign-in), when, what, on which
+    object, from which address. Append-only: migration 0003 adds triggers that refuse UPDATE and DELETE (and
+    TRUNCATE on PostgreSQL). A later batch migration that rebuilds this table on SQLite must recreate them."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str | None] = mapped_column(String(128), index=True)
+    action: Mapped[str] = mapped_column(String(64), index=True)  # "auth.sign_in", "episode.purge", ...
+    object_type: Mapped[str | None] = mapped_column(String(32))  # "user", "episode", "snapshot", ...
+    object_id: Mapped[str | None] = mapped_column(String(128))  # an id or a name, as text
+    address: Mapped[str | None] = mapped_column(String(64))  # client IP, or "cli"
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -15,12 +15,20 @@ def cli(tmp_path):
     env = {**os.environ, "VLA_DATA_DIR": str(tmp_path / "data"), "VLA_IMAGE_SIZE": "64", "MUJOCO_GL": "egl"}
     env.pop("VLA_DATABASE_URL", None)
 
-    def run(*args: str) -> subprocess.CompletedProcess:
+    def run(*args: str, input: str = "") -> subprocess.CompletedProcess:
+        # stdin is a pipe (never the terminal pytest runs in), so `users` commands never stop at a prompt
         return subprocess.run(
-            [sys.executable, "run.py", *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
+            [sys.executable, "run.py", *args],
+            cwd=REPO_ROOT,
+            env=env,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
 
     run.data_dir = tmp_path / "data"
+    run.env = env
     return run
 
 
@@ -32,8 +40,12 @@ def _episode_files(data_dir):
 def test_help_lists_every_command(cli):
     result = cli("--help")
     assert result.returncode == 0
-    for command in ("demos", "export", "import", "check-store", "snapshot", "recompute-quality"):
+    for command in ("demos", "export", "import", "check-store", "snapshot", "recompute-quality", "users"):
         assert command in result.stdout
+    users = cli("users", "--help")
+    assert users.returncode == 0
+    for command in ("add", "list", "disable", "enable", "reset-password"):
+        assert command in users.stdout
 
 
 def test_demos_export_import_check_store(cli, tmp_path):
@@ -161,3 +173,115 @@ def test_sigkill_during_demos_leaves_no_partial_episode(cli, tmp_path):
     assert "unfinished take" in result.stderr  # the next start removed what the killed process left
     assert f"ok ({complete} episodes" in result.stdout
     assert not any(tmp_dir.iterdir())
+
+
+# -- users ---------------------------------------------------------------------------------------------------------
+def _users(data_dir):
+    """The UserService on the CLI's database, to check what the commands did."""
+    from helpers import db_url, migrated_engine
+
+    from backend.services.audit import AuditService
+    from backend.services.auth import UserService
+    from storage.db import make_session_factory
+
+    sf = make_session_factory(migrated_engine(db_url(data_dir)))
+    return UserService(sf, AuditService(sf)), AuditService(sf)
+
+
+def test_users_add_list_disable_enable_reset(cli):
+    from backend.services.auth import InvalidCredentials
+
+    added = cli("users", "add", "alice", "--role", "operator", "--password-stdin", input="alice's password\n")
+    assert added.returncode == 0, added.stderr
+    assert "added operator 'alice'" in added.stdout and "alice's password" not in added.stdout + added.stderr
+    generated = cli("users", "add", "bob", "--role", "manager")  # no --password-stdin and no terminal: one is made
+    assert generated.returncode == 0, generated.stderr
+    bob_password = generated.stdout.split("password: ", 1)[1].split()[0]
+
+    users, audit = _users(cli.data_dir)
+    assert users.authenticate("alice", "alice's password").name == "alice"
+    assert users.authenticate("bob", bob_password).role.value == "manager"
+    listed = cli("users", "list")
+    assert listed.returncode == 0
+    alice_line, bob_line = (line.split() for line in listed.stdout.splitlines()[1:])
+    assert alice_line[:4] == ["alice", "operator", "active", "yes"] and bob_line[:3] == ["bob", "manager", "active"]
+    assert len(alice_line) == len(bob_line) == 8 and "never" not in listed.stdout  # both signed in: date, time
+
+    assert cli("users", "disable", "alice").returncode == 0
+    with pytest.raises(InvalidCredentials):
+        users.authenticate("alice", "alice's password")
+    assert "disabled" in cli("users", "list").stdout
+    assert cli("users", "enable", "alice").returncode == 0
+    reset = cli("users", "reset-password", "alice", "--password-stdin", input="a new password\n")
+    assert reset.returncode == 0 and "signed out everywhere" in reset.stdout
+    with pytest.raises(InvalidCredentials):
+        users.authenticate("alice", "alice's password")
+    assert users.authenticate("alice", "a new password").name == "alice"
+
+    from backend.services.audit import AuditQuery
+
+    from_cli = audit.query(AuditQuery(object_type="user"))[0]
+    assert [(e.action, e.object_id) for e in from_cli if e.address == "cli" and e.actor is None] == [
+        ("user.reset_password", "alice"),
+        ("user.enable", "alice"),
+        ("user.disable", "alice"),
+        ("user.add", "bob"),
+        ("user.add", "alice"),
+    ]
+
+
+USERS_BAD_INPUT = [
+    (("users", "add", "alice", "--role", "operator"), "exists already"),
+    (("users", "add", "Alice", "--role", "admin"), "exists already"),
+    (("users", "add", "a b", "--role", "admin"), "user name"),
+    (("users", "add", "carol", "--role", "admin", "--password-stdin"), "password needs"),
+    (("users", "disable", "nobody"), "no user named 'nobody'"),
+    (("users", "reset-password", "nobody"), "no user named 'nobody'"),
+    (("users", "add", "carol", "--role", "superuser"), "invalid choice"),
+]
+
+
+def test_users_bad_input_is_a_clear_error(cli):
+    assert cli("users", "add", "alice", "--role", "operator").returncode == 0
+    for args, message in USERS_BAD_INPUT:  # one loop, not parametrized: each case is a process start
+        result = cli(*args, input="short\n")
+        assert result.returncode == 2 and message in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.stderr
+    assert [u.name for u in _users(cli.data_dir)[0].list()] == ["alice"]
+
+
+def test_users_add_prompts_on_a_terminal(cli):
+    """On a terminal the password is asked twice (not echoed, never printed)."""
+    import pty
+    import select
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "run.py", "users", "add", "dana", "--role", "engineer"],
+        cwd=REPO_ROOT,
+        env=cli.env,
+        stdin=follower,
+        stderr=follower,
+        stdout=subprocess.PIPE,
+        start_new_session=True,  # no controlling terminal: getpass prompts on stderr and reads stdin (the pty)
+    )
+    os.close(follower)
+
+    def answer(prompt: bytes, line: bytes) -> None:
+        seen = b""
+        while prompt not in seen:
+            ready, _, _ = select.select([leader], [], [], 60)
+            assert ready, f"no {prompt!r} prompt; got {seen!r}"
+            seen += os.read(leader, 1024)
+        os.write(leader, line)
+
+    try:
+        answer(b"password for dana:", b"dana's password\n")
+        answer(b"again:", b"dana's password\n")
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+        os.close(leader)
+    assert proc.returncode == 0 and b"added engineer 'dana'" in out and b"dana's password" not in out
+    users, _ = _users(cli.data_dir)
+    assert users.authenticate("dana", "dana's password").name == "dana"

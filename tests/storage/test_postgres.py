@@ -477,3 +477,47 @@ def test_annotations_conflicts_snapshots_and_purge_on_postgres(pg_engine: Engine
         svc.check_purgeable([ep])
     assert svc.merge_datasets("other", store.get_episode(ep).dataset, user="a") == 1
     assert {d.name for d in store.list_datasets()} == {store.get_episode(ep).dataset}
+
+
+def test_audit_events_are_append_only_on_postgres(pg_engine: Engine) -> None:
+    """The trigger function refuses UPDATE, DELETE and TRUNCATE (which skips row triggers) from raw SQL and the ORM;
+    a downgrade drops the function with the table, and the upgrade brings both back."""
+    from alembic import command
+
+    from backend.services.audit import Action, AuditQuery, AuditService
+    from storage.models import AuditEvent
+
+    audit = AuditService(make_session_factory(pg_engine))
+    audit.record("alice", Action.EPISODE_PURGE, "episode", 7, address="10.0.0.1", detail={"dataset": "café"})
+    audit.record(None, Action.SIGN_IN_FAILED, address="203.0.113.7", detail={"reason": "unknown_user"})
+    for statement in ("UPDATE audit_events SET actor = 'mallory'", "DELETE FROM audit_events", "TRUNCATE audit_events"):
+        with pytest.raises(IntegrityError, match="append-only") as exc:
+            with pg_engine.begin() as conn:
+                conn.execute(text(statement))
+        assert exc.value.orig.sqlstate == "23001"  # restrict_violation
+    with pytest.raises(IntegrityError, match="append-only"):
+        with make_session_factory(pg_engine).begin() as s:
+            s.delete(s.get(AuditEvent, 1))
+    (failed, purge), total = audit.query()
+    assert total == 2 and purge.actor == "alice" and purge.detail == {"dataset": "café"} and failed.actor is None
+    assert [e.object_id for e in audit.query(AuditQuery(actor="alice", object_id=7))[0]] == ["7"]
+    assert purge.at.utcoffset() == timedelta(0)  # UTC although the server runs at +05:30
+
+    def function_exists() -> bool:
+        with pg_engine.connect() as conn:
+            found = conn.execute(text("SELECT count(*) FROM pg_proc WHERE proname = 'audit_events_append_only'"))
+            return found.scalar() == 1
+
+    cfg = alembic_config()
+    with pg_engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0002")
+    assert not {"users", "api_tokens", "audit_events"} & set(inspect(pg_engine).get_table_names())
+    assert not function_exists()
+    upgrade_database(pg_engine)
+    assert function_exists()
+    audit.record("bob", Action.USER_ADD, "user", "carol")
+    audit.record("b" * 300, Action.USER_ADD, "user", "c" * 300, address="f" * 100)  # cut to fit, not refused
+    with pytest.raises(IntegrityError, match="append-only"):
+        with pg_engine.begin() as conn:
+            conn.execute(text("DELETE FROM audit_events"))
