@@ -40,6 +40,9 @@ def make_engine(url: str | URL, **kwargs: Any) -> Engine:
     episode store re-registers such episodes from their manifests in ``EpisodeStore.recover()``.
     """
     url = make_url(url)
+    # Statement parameters stay out of SQLAlchemy's logs and error messages: they can hold what a user typed at
+    # sign-in (a password in the name field) or a token's hash.
+    kwargs.setdefault("hide_parameters", True)
     if _is_sqlite(url):
         if _sqlite_in_memory(url):
             # One shared connection, or every new connection would see an empty database.
