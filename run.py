@@ -413,12 +413,22 @@ def cmd_serve(args, settings: Settings, store) -> int:
     print(f"VLA Dashboard: http://{host}:{settings.port}/  (API docs: /docs, data: {settings.data_dir})", flush=True)
     if not _is_loopback(settings.host):
         print(_exposed_warning(settings), file=sys.stderr, flush=True)
+    link = app.state.auth.users.ensure_admin()  # first start (no users): `admin` and a one-time sign-in link
+    if link is not None:
+        minutes = round(settings.sign_in_link_ttl_s / 60)
+        url = f"http://{_url_host(host)}:{settings.port}/signin/link?token={link.secret}"
+        print(f"Sign in as {link.user} (one-time link, valid {minutes} min): {url}", file=sys.stderr, flush=True)
     try:
         # Messages above 1 MiB close the socket; /ws/teleop itself rejects anything above 4 KiB with an error reply.
         uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, ws_max_size=2**20)
     finally:
         robot.close()
     return 0
+
+
+def _url_host(host: str) -> str:
+    """A host as it goes in a URL: an IPv6 literal in brackets."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
 def _is_loopback(host: str) -> bool:

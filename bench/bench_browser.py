@@ -37,17 +37,19 @@ def pct(values: list[float], q: float) -> float | None:
 
 
 class SocketViewers:
-    """`n` viewers as plain WebSocket clients on a thread: the server's fan-out without n browsers' CPU."""
+    """`n` viewers as plain WebSocket clients on a thread: the server's fan-out without n browsers' CPU. They carry
+    a signed-in user's session cookie (the socket refuses anyone else)."""
 
-    def __init__(self, url: str, n: int) -> None:
+    def __init__(self, url: str, n: int, session_cookie: str) -> None:
         self.url, self.n, self.frames = url.replace("http", "ws") + "/ws/teleop", n, [0] * n
+        self.headers = {"Cookie": f"vla_session={session_cookie}"}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
 
     async def _viewer(self, i: int) -> None:
         from websockets.asyncio.client import connect
 
-        async with connect(self.url, max_size=2**24) as ws:
+        async with connect(self.url, max_size=2**24, additional_headers=self.headers) as ws:
             while not self._stop.is_set():
                 try:
                     msg = await asyncio.wait_for(ws.recv(), 0.5)
@@ -67,17 +69,18 @@ class SocketViewers:
         self._thread.join(5)
 
 
-def run_case(browser, url: str, pages_total: int, seconds: float, socket_viewers: int = 0) -> dict:
+def run_case(browser, server, pages_total: int, seconds: float, socket_viewers: int = 0) -> dict:
+    url = server.url
     if socket_viewers:
-        with SocketViewers(url, socket_viewers) as sv:
+        with SocketViewers(url, socket_viewers, server.client("viewer").cookie("vla_session")) as sv:
             time.sleep(1.0)
             f0, t0 = list(sv.frames), time.monotonic()
-            case = run_case(browser, url, pages_total, seconds)
+            case = run_case(browser, server, pages_total, seconds)
             dt = time.monotonic() - t0
             case["socket_viewers"] = socket_viewers
             case["fps_per_socket_viewer"] = [round((b - a) / dt, 1) for a, b in zip(f0, sv.frames, strict=True)]
             return case
-    controller = open_console(browser, url, operator="bench")
+    controller = open_console(browser, url, user="bench")  # signed in, as every page (tests/e2e/serve.py)
     viewers = [open_console(browser, url) for _ in range(pages_total - 1)]
     controller.click("#vla-control")
     controller.wait_for_function("window.vlaTeleop.lease === true", timeout=10_000)
@@ -130,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
             plan = [(n, 0) for n in args.viewers] + ([(1, args.socket_viewers)] if args.socket_viewers else [])
             for n, sockets in plan:
                 before = srv.get("/api/robot/status")["counters"]
-                case = run_case(browser, srv.url, n, args.seconds, sockets)
+                case = run_case(browser, srv, n, args.seconds, sockets)
                 after = srv.get("/api/robot/status")["counters"]
                 # fps and tick times: the loop's recent window; overruns and dropped ticks: during this case.
                 case["server"] = {k: after[k] for k in ("fps", "tick_ms_p50", "tick_ms_p95")}

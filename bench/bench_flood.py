@@ -3,9 +3,9 @@
     .venv/bin/python -m bench.bench_flood [--seconds 15] [--oversized-rps 2] [--body-mb 17] [--get-rps 50]
 
 Starts the real dashboard (`run.py serve`, 224 px cameras) on a free port, opens one camera viewer on /ws/teleop
-and measures, first with the server left alone and then while clients send oversized request bodies (POST
-/api/episodes/bulk with a `--body-mb` JSON body, at `--oversized-rps`) and small GETs (/api/robot/status at
-`--get-rps`):
+and measures, first with the server left alone and then while clients send oversized request bodies (anonymous,
+as an attacker's would be: POST /api/episodes/bulk with a `--body-mb` JSON body, at `--oversized-rps`) and small
+GETs (/api/robot/status at `--get-rps`, with an API token):
 - the loop's ticks/s and dropped ticks, read from the frame headers the viewer receives (tick, counters);
 - the viewer's frames/s and its longest gap between two frames (a stalled stream shows here);
 - what the flood got back (status codes, or the connection closed under it) and the GETs' latency p50/p95.
@@ -38,13 +38,14 @@ from serve import run_server  # noqa: E402  (tests/e2e/serve.py: starts run.py s
 class Viewer(threading.Thread):
     """A camera viewer on /ws/teleop: records (arrival time, tick, dropped_ticks) of every frame."""
 
-    def __init__(self, ws_url: str) -> None:
+    def __init__(self, ws_url: str, token: str) -> None:
         super().__init__(daemon=True)
-        self.ws_url, self.frames, self.stop = ws_url, [], threading.Event()
+        self.ws_url, self.token, self.frames, self.stop = ws_url, token, [], threading.Event()
 
     def run(self) -> None:
-        with connect(self.ws_url, max_size=None) as ws:
-            ws.send(json.dumps({"type": "hello", "operator": "bench-viewer", "control": False}))
+        auth = {"Authorization": f"Bearer {self.token}"}  # a script's API token (the socket needs a signed-in user)
+        with connect(self.ws_url, max_size=None, additional_headers=auth) as ws:
+            ws.send(json.dumps({"type": "hello", "control": False}))
             while not self.stop.is_set():
                 try:
                     message = ws.recv(timeout=1.0)
@@ -93,11 +94,11 @@ def oversized_post(host: str, port: int, body: bytes, outcomes: Counter) -> None
         conn.close()
 
 
-def small_get(host: str, port: int, latencies_ms: list[float]) -> None:
+def small_get(host: str, port: int, token: str, latencies_ms: list[float]) -> None:
     conn = http.client.HTTPConnection(host, port, timeout=30)
     t0 = time.perf_counter()
     try:
-        conn.request("GET", "/api/robot/status")
+        conn.request("GET", "/api/robot/status", headers={"Authorization": f"Bearer {token}"})
         conn.getresponse().read()
         latencies_ms.append((time.perf_counter() - t0) * 1000)
     finally:
@@ -119,7 +120,8 @@ def main(argv: list[str] | None = None) -> dict:
         run_server(Path(tmp) / "data", image_size=args.image_size) as server,
     ):
         url = urlparse(server.url)
-        viewer = Viewer(f"ws://{url.hostname}:{url.port}/ws/teleop")
+        token = server.client("admin").post("/api/auth/tokens", {"name": "bench-flood"})["token"]
+        viewer = Viewer(f"ws://{url.hostname}:{url.port}/ws/teleop", token)
         viewer.start()
         time.sleep(3.0)  # warm up: the stream is flowing
         t_quiet = time.monotonic()
@@ -135,7 +137,7 @@ def main(argv: list[str] | None = None) -> dict:
                 url.hostname, url.port, body, outcomes)), daemon=True)  # fmt: skip
             for _ in range(2)
         ] + [threading.Thread(target=paced, args=(args.get_rps, until, lambda: small_get(
-            url.hostname, url.port, latencies)), daemon=True)]  # fmt: skip
+            url.hostname, url.port, token, latencies)), daemon=True)]  # fmt: skip
         for w in workers:
             w.start()
         for w in workers:

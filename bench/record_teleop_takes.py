@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
-from serve import chromium, run_server  # noqa: E402
+from serve import USERS, chromium, run_server, sign_in  # noqa: E402
 
 OUT = ROOT / "tests" / "data" / "teleop_takes"
 COLUMNS = ("timestamp", "frame_index", "observation.state", "action")
@@ -276,11 +276,8 @@ def open_teleop(browser, url: str, operator: str, *, gamepad: bool):
     if gamepad:
         context.add_init_script(FAKE_PAD)
     page = context.new_page()
-    page.goto(url + "/")
+    sign_in(page, url, operator)  # the takes are recorded under the signed-in operator's name
     page.get_by_role("tab", name="Teleop").click()
-    name = page.get_by_placeholder("operator name")
-    name.fill(operator)
-    name.press("Tab")  # commit the name (a change event), focus moves on
     page.locator("canvas").first.wait_for(timeout=30_000)  # frames are streaming
     auto_stop = page.get_by_label("stop on success")
     if auto_stop.is_checked():  # the operator ends each take with Y/N, as the takes are planned
@@ -379,7 +376,11 @@ def main(argv: list[str] | None = None) -> int:
     takes = [t for t in TAKES if not args.only or t.name in args.only]
     with (
         tempfile.TemporaryDirectory() as tmp,
-        run_server(Path(tmp) / "data", image_size=args.image_size) as server,
+        run_server(
+            Path(tmp) / "data",
+            image_size=args.image_size,
+            users={**USERS, "keyboard-op": "operator", "gamepad-op": "operator"},
+        ) as server,
         chromium() as browser,
     ):
         status = server.get("/api/robot/status")

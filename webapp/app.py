@@ -11,23 +11,29 @@ import plotly
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from backend.services.auth import AuthService
 from backend.services.curation import CurationService
 from backend.settings import Settings
 from webapp.api_docs import install_api_docs
 from webapp.assets import ASSETS_DIR, ASSETS_URL, RevalidatedFiles
 from webapp.errors import install_error_handlers
-from webapp.routers import api_router
+from webapp.pages import SignInRedirect, gradio_auth
+from webapp.pages import router as pages_router
+from webapp.permissions import check_every_route_mapped
+from webapp.routers import RESOURCE_ROUTERS, api_router
 from webapp.security import install_browser_guards
 from webapp.ws import router as ws_router
 
 PLOTLY_JS_DIR = Path(plotly.__file__).resolve().parent / "package_data"  # holds plotly.min.js
 
 
-def create_app(settings: Settings, *, session, store, ui: bool = True) -> FastAPI:
+def create_app(settings: Settings, *, session, store, ui: bool = True, auth: AuthService | None = None) -> FastAPI:
     """Build the app around one robot session and one episode store.
 
     The session's loop runs for the app's lifetime (started and stopped by the lifespan). `ui=False` leaves out
     the Gradio UI (API tests). Routes are registered before Gradio is mounted at "/", which would shadow them.
+    `auth`: the sign-in services (tests pass one with a fake clock and a cheap hasher); by default built on the
+    store's database and Settings.session_secret().
     """
 
     @asynccontextmanager
@@ -50,10 +56,21 @@ def create_app(settings: Settings, *, session, store, ui: bool = True) -> FastAP
     )
     app.state.settings, app.state.session, app.state.store = settings, session, store
     app.state.curation = CurationService(store, exports_dir=Path(store.data_dir) / "exports")
+    app.state.auth = auth or AuthService(
+        store.session_factory,
+        secret=settings.session_secret(),
+        session_ttl_s=settings.session_ttl_s,
+        link_ttl_s=settings.sign_in_link_ttl_s,
+    )
     install_error_handlers(app)
-    install_browser_guards(app, settings)  # Host check, no CORS, JSON-only writes: see webapp.security
+    if ui:
+        # Anonymous "/" -> /signin; Gradio refuses the rest itself (auth_dependency below).
+        app.add_middleware(SignInRedirect, auth=app.state.auth)
+    install_browser_guards(app, settings)  # Host check, no CORS, JSON-only writes (added after: outside)
     app.include_router(api_router)
     app.include_router(ws_router)
+    app.include_router(pages_router)  # /signin and the one-time link
+    check_every_route_mapped(RESOURCE_ROUTERS, ws_router)  # fail closed: a route the permission table misses
     install_api_docs(app)
     app.mount(ASSETS_URL, RevalidatedFiles(directory=ASSETS_DIR), name="client")  # static/: see webapp.assets
     # plotly.js from the plotly Python package: the player's charts work offline, with no npm step.
@@ -64,5 +81,13 @@ def create_app(settings: Settings, *, session, store, ui: bool = True) -> FastAP
 
         from webapp.ui import build_ui, head_html, theme
 
-        gr.mount_gradio_app(app, build_ui(store=store), path="/", head=head_html(), theme=theme(), footer_links=["api"])
+        gr.mount_gradio_app(
+            app,
+            build_ui(store=store),
+            path="/",
+            head=head_html(),
+            theme=theme(),
+            footer_links=["api"],
+            auth_dependency=gradio_auth(app.state.auth),
+        )
     return app

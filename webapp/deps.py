@@ -7,12 +7,15 @@ HTTPConnection, not the Request, so WebSocket routes can use them as well.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Annotated
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
-from fastapi import Depends
+from fastapi import Depends, HTTPException
 from fastapi.requests import HTTPConnection
 from sqlalchemy.orm import Session
 
+from backend.services.audit import Action, AuditService
+from backend.services.auth import AuthService, UserInfo
 from backend.services.curation import CurationService
 from backend.settings import Settings
 from storage.db import get_session
@@ -43,10 +46,82 @@ def get_db_session(store: Annotated[EpisodeStore, Depends(get_store)]) -> Iterat
     yield from get_session(store.session_factory)
 
 
-def get_current_user() -> str | None:
-    """The signed-in user's name; None (anonymous) until sign-in exists. Sign-in replaces this one function (it
-    will read the request's session cookie or token), so routes that take CurrentUserDep need no change."""
+SESSION_COOKIE = "vla_session"
+CSRF_COOKIE = "vla_csrf"
+CSRF_HEADER = "X-CSRF-Token"
+
+
+def get_auth(conn: HTTPConnection) -> AuthService:
+    """Users, sessions, API tokens and the audit log (backend.services.auth.AuthService, built in create_app)."""
+    return conn.app.state.auth
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who sent the request and how: `via` "cookie" (a browser: writes need the CSRF header) or "bearer" (an API
+    token: no CSRF, a page cannot make the browser send it); `session` is the cookie's value."""
+
+    user: UserInfo | None
+    via: Literal["cookie", "bearer"] | None = None
+    session: str | None = None
+
+
+def _bearer(conn: HTTPConnection) -> str | None:
+    scheme, _, credential = conn.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and credential.strip():
+        return credential.strip()
+    if conn.scope["type"] == "websocket":  # a script's socket may carry it as ?token= (browsers send the cookie)
+        return conn.query_params.get("token")
     return None
+
+
+def get_caller(conn: HTTPConnection) -> Caller:
+    """The request's credentials, checked: an API token (Authorization: Bearer) wins over the session cookie; an
+    invalid one of either is anonymous (no fallback from a bad token to the cookie)."""
+    return identify(conn, get_auth(conn))
+
+
+def identify(conn: HTTPConnection, auth: AuthService) -> Caller:
+    """get_caller with the services given (inside the mounted Gradio app, conn.app is Gradio's, not ours)."""
+    token = _bearer(conn)
+    if token is not None:
+        user = auth.tokens.resolve(token)
+        return Caller(user, "bearer") if user is not None else Caller(None)
+    session = conn.cookies.get(SESSION_COOKIE)
+    user = auth.sessions.resolve(session) if session else None
+    return Caller(user, "cookie", session) if user is not None else Caller(None)
+
+
+def get_current_user(caller: Annotated[Caller, Depends(get_caller)]) -> UserInfo | None:
+    """The signed-in user, or None (anonymous)."""
+    return caller.user
+
+
+def require_user(user: Annotated[UserInfo | None, Depends(get_current_user)]) -> UserInfo:
+    """The signed-in user; 401 when anonymous (the /api guard in webapp.permissions refuses them first anyway)."""
+    if user is None:
+        raise HTTPException(401, "sign in first")
+    return user
+
+
+def client_address(conn: HTTPConnection) -> str | None:
+    return conn.client.host if conn.client else None
+
+
+class Auditor:
+    """Appends audit rows as the signed-in user, from the request's client address."""
+
+    def __init__(self, service: AuditService, actor: str | None, address: str | None) -> None:
+        self.service, self.actor, self.address = service, actor, address
+
+    def __call__(
+        self, action: Action | str, object_type: str | None = None, object_id: str | int | None = None, **detail: Any
+    ) -> None:
+        self.service.record(self.actor, action, object_type, object_id, address=self.address, detail=detail)
+
+
+def get_auditor(conn: HTTPConnection, user: Annotated[UserInfo | None, Depends(get_current_user)]) -> Auditor:
+    return Auditor(get_auth(conn).audit, user.name if user else None, client_address(conn))
 
 
 RobotSessionDep = Annotated[RobotSession, Depends(get_robot_session)]
@@ -54,4 +129,8 @@ StoreDep = Annotated[EpisodeStore, Depends(get_store)]
 CurationDep = Annotated[CurationService, Depends(get_curation)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 DbSessionDep = Annotated[Session, Depends(get_db_session)]
-CurrentUserDep = Annotated[str | None, Depends(get_current_user)]
+AuthDep = Annotated[AuthService, Depends(get_auth)]
+CallerDep = Annotated[Caller, Depends(get_caller)]
+CurrentUserDep = Annotated[UserInfo, Depends(require_user)]  # the signed-in user (anonymous callers get 401)
+AuditDep = Annotated[Auditor, Depends(get_auditor)]
+AddressDep = Annotated[str | None, Depends(client_address)]

@@ -26,6 +26,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field, ValidationError
 
+from backend.services.auth import InvalidCredentials, PasswordPolicyError, SignInThrottled
 from storage.errors import (
     AnnotationError,
     ConflictError,
@@ -47,9 +48,12 @@ class ErrorOut(BaseModel):
 
 ERROR_DESCRIPTIONS = {
     400: "a value the robot session refuses, or a body that is not readable JSON",
+    401: "not signed in (no valid session cookie or API token)",
+    403: "signed in, but the role may not do this, the CSRF token is missing, or another user holds the lease",
     404: "no such object",
     409: "the object is not in a state that allows this",
     413: "the request body is over the size limit (Settings.max_body_bytes); refused before it is read",
+    429: "too many failed sign-ins: try again after Retry-After seconds",
     428: "the edit does not say which version it was made on (body field `version` or If-Match)",
 }
 
@@ -96,7 +100,18 @@ def install_error_handlers(app: FastAPI) -> None:
     async def unprocessable(_: Request, error: Exception) -> JSONResponse:
         return JSONResponse({"detail": str(error)}, status_code=422)
 
+    async def wrong_credentials(_: Request, error: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=401)
+
+    async def throttled(_: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, SignInThrottled)
+        headers = {"Retry-After": str(error.retry_after_s)}
+        return JSONResponse({"detail": str(error)}, status_code=429, headers=headers)
+
     app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(InvalidCredentials, wrong_credentials)
+    app.add_exception_handler(SignInThrottled, throttled)
+    app.add_exception_handler(PasswordPolicyError, unprocessable)
     app.add_exception_handler(NotFoundError, not_found)
     app.add_exception_handler(ConflictError, conflict)
     app.add_exception_handler(DestinationNotEmptyError, conflict)

@@ -22,7 +22,6 @@ FrameIndex = Annotated[int, Field(ge=0, le=2**31 - 1)]  # a frame of an episode 
 IdPath = Annotated[int, Path(ge=1, le=SQL_INT_MAX)]
 NamePath = Annotated[str, Path(min_length=1, max_length=64)]
 
-OperatorName = Field(min_length=1, max_length=64, pattern=r"^[\w .@+-]+$")
 DatasetName = Field(default="teleop", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
 
 
@@ -79,7 +78,8 @@ class EstopIn(_In):
 
 
 class RecordingStartIn(_In):
-    operator: str = OperatorName
+    """The take's operator is the signed-in user (no `operator` field: identity comes from the session)."""
+
     dataset: str = DatasetName
 
 
@@ -171,10 +171,6 @@ class SegmentIn(_In):
     text: str = Field(max_length=500)
 
 
-class _UserIn(_In):
-    user: str = OperatorName
-
-
 class AnnotationFieldsIn(_In):
     """The annotation fields an edit may set; only the fields sent are changed."""
 
@@ -186,16 +182,16 @@ class AnnotationFieldsIn(_In):
     notes: str | None = Field(None, max_length=5000)
 
     def changes(self) -> dict:
-        return self.model_dump(exclude_unset=True, exclude={"user", "version"}, mode="json")
+        return self.model_dump(exclude_unset=True, exclude={"version"}, mode="json")
 
 
-class AnnotationPatchIn(_UserIn, AnnotationFieldsIn):
+class AnnotationPatchIn(AnnotationFieldsIn):
     """Only the fields sent are changed; `version` is the one the edit was made on (409 if it moved since)."""
 
     version: DbId | None = Field(None, description="or send it as the If-Match header")
 
 
-class UndoIn(_UserIn):
+class UndoIn(_In):
     version: DbId | None = Field(None, description="refuse (409) if the episode moved past this version")
 
 
@@ -208,7 +204,7 @@ class SplitIn(UndoIn):
     at: FrameIndex = Field(description="the first frame of the second part")
 
 
-class BulkIn(_UserIn):
+class BulkIn(_In):
     episode_ids: list[DbId] = Field(min_length=1, max_length=10_000)
     op: BulkOp
     changes: AnnotationFieldsIn | None = Field(
@@ -256,7 +252,7 @@ class DatasetOut(_Out):
     num_episodes: int
 
 
-class MergeIn(_UserIn):
+class MergeIn(_In):
     into: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
 
 
@@ -264,7 +260,7 @@ class MergedOut(BaseModel):
     moved: int
 
 
-class SnapshotIn(_UserIn):
+class SnapshotIn(_In):
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     dataset: str = Field(min_length=1, max_length=64)
     description: str = Field("", max_length=2000)
@@ -286,7 +282,7 @@ class SnapshotOut(_Out):
     episodes: list[tuple[int, int]] | None = Field(None, description="[(episode id, annotation version)], in order")
 
 
-class ExportIn(_UserIn):
+class ExportIn(_In):
     """Exactly one of `dataset` and `snapshot`."""
 
     dataset: str | None = Field(None, min_length=1, max_length=64)

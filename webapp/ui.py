@@ -1,6 +1,7 @@
 """The Gradio UI builder: a "Teleop" tab hosting the JS console (static/teleop/ over /ws/teleop), a "Label" tab
-hosting the labeling and curation app (static/label/ over the REST API), and an "Episodes" tab listing recorded
-episodes newest first with a thumbnail and playable videos."""
+hosting the labeling and curation app (static/label/ over the REST API), an "Episodes" tab listing recorded
+episodes newest first with a thumbnail and playable videos, and the admins' "Users" and "Audit" tabs
+(static/admin/). The header names the signed-in user (static/common/header.js)."""
 
 from __future__ import annotations
 
@@ -27,11 +28,11 @@ def head_html() -> str:
     every file, so a reload picks up edits. (The Label tab loads plotly.js from /vendor when it is first shown.)"""
     styles = "".join(
         f'<link rel="stylesheet" href="{ASSETS_URL}/{path}">'
-        for path in ("teleop/teleop.css", "label/label.css", "episodes.css")
+        for path in ("teleop/teleop.css", "label/label.css", "admin/admin.css", "episodes.css")
     )
-    return styles + "".join(
-        f'<script type="module" src="{ASSETS_URL}/{console}/main.js"></script>' for console in ("teleop", "label")
-    )
+    # common/header.js: who is signed in, Sign out, and the tabs the role may not use hidden.
+    modules = ("teleop/main.js", "label/main.js", "admin/users.js", "admin/audit.js", "common/header.js")
+    return styles + "".join(f'<script type="module" src="{ASSETS_URL}/{path}"></script>' for path in modules)
 
 
 def _success(value: bool | None) -> str:
@@ -90,7 +91,10 @@ def _signature(store) -> tuple[int, int]:
 
 def build_ui(*, store) -> gr.Blocks:
     with gr.Blocks(title="VLA Dashboard") as demo:
-        gr.Markdown("## VLA Dashboard")
+        with gr.Row():
+            gr.Markdown("## VLA Dashboard")
+            # static/common/header.js: "Signed in as NAME (role)" and Sign out.
+            gr.HTML('<div id="vla-header"></div>', js_on_load=None, padding=False)
         with gr.Tabs():
             with gr.Tab("Teleop", id="teleop"):
                 # static/teleop/main.js finds this element and builds the console inside it (keymap, cameras, HUD).
@@ -103,6 +107,11 @@ def build_ui(*, store) -> gr.Blocks:
                 table = gr.HTML(lambda: episodes_html(store), js_on_load=None)
                 seen = gr.State(None)
                 timer = gr.Timer(3.0)
+            # Admins only: static/common/header.js hides both tabs from other roles (the API refuses them anyway).
+            with gr.Tab("Users", id="users"):
+                gr.HTML('<div id="vla-users">Loading the users page…</div>', js_on_load=None, padding=False)
+            with gr.Tab("Audit", id="audit"):
+                gr.HTML('<div id="vla-audit">Loading the audit log…</div>', js_on_load=None, padding=False)
 
         def refresh_table():
             return episodes_html(store), _signature(store)

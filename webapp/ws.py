@@ -3,7 +3,7 @@
 Client -> server: JSON text messages, at most 4 KiB, validated strictly (unknown fields, wrong types, NaN/inf
 and out-of-range values are rejected):
 
-    {"type": "hello", "operator": "alice", "control": true}   identify; control=true also asks for the lease
+    {"type": "hello", "control": true}                         start; control=true also asks for the lease
     {"type": "acquire"}                                        ask for the lease (after hello)
     {"type": "release"}                                        give the lease back (others may take it)
     {"type": "cmd", "seq": 17, "vx": 0.0, "vy": 0.5, "vz": 0.0, "yaw": 0.0, "gripper": 1.0, "speed": 0.6}
@@ -15,7 +15,7 @@ and out-of-range values are rejected):
 Server -> client, text (JSON):
 
     {"type": "welcome", "client_id": "...", "cameras": ["front", "wrist"]}
-    {"type": "lease", "granted": bool, "holder": "alice" | null, "detail": "..."}
+    {"type": "lease", "granted": bool, "holder": "alice" | null, "detail": "..."}   holder: a user name
     {"type": "pong", "t": 1234.5}
     {"type": "error", "detail": "..."}        the message was rejected; socket and loop carry on
 
@@ -36,8 +36,10 @@ loop never waits) and a receiver (this coroutine). A socket that sends more than
 holds still.
 
 A handshake whose Origin is not the dashboard itself is refused before it is accepted (close 1008: no frame, no
-lease; see webapp.security.is_own_origin), so no other web page the operator visits can drive the arm. A client
-with no Origin (a script, the tests) is let in until sign-in exists; then it will have to carry a token.
+lease; see webapp.security.is_own_origin), so no other web page the operator visits can drive the arm; so is one
+without a signed-in user (the session cookie, or an API token as `Authorization: Bearer` or `?token=`) or whose
+role may not watch (webapp.permissions.WEBSOCKET_PERMISSIONS). Identity is the session's user: the lease holder
+others see is that user's name. Taking the lease needs robot.control; taking, releasing and losing it are audited.
 """
 
 from __future__ import annotations
@@ -54,8 +56,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from backend.services.audit import Action
+from backend.services.auth import UserInfo
+from backend.services.roles import Permission, allowed
 from webapp.control import LeaseHeldError, NotControllerError, RobotSession, SubscriptionClosed, TeleopCommand
-from webapp.deps import RobotSessionDep
+from webapp.deps import Auditor, RobotSessionDep, client_address, get_auth, get_caller
+from webapp.permissions import WEBSOCKET_PERMISSIONS
 from webapp.security import is_own_origin
 
 log = logging.getLogger(__name__)
@@ -76,7 +82,6 @@ Axis = Annotated[float, Field(ge=-1.0, le=1.0)]
 
 class Hello(_Msg):
     type: Literal["hello"]
-    operator: str = Field(min_length=1, max_length=64, pattern=r"^[\w .@+-]+$")
     control: bool = False
 
 
@@ -158,10 +163,11 @@ def unpack_frame(message: bytes) -> tuple[dict, dict[str, bytes]]:
 
 
 class _Connection:
-    def __init__(self, ws: WebSocket, robot: RobotSession) -> None:
-        self.ws, self.robot = ws, robot
+    def __init__(self, ws: WebSocket, robot: RobotSession, user: UserInfo, audit: Auditor) -> None:
+        self.ws, self.robot, self.user, self.audit = ws, robot, user, audit
         self.client_id = uuid.uuid4().hex
-        self.operator: str | None = None
+        self.greeted = False
+        self.holds_lease = False  # as far as this socket knows (an expiry or a break frees it behind its back)
         self.send_lock = asyncio.Lock()
         self._errors: list[float] = []
         self._messages: list[float] = []
@@ -203,14 +209,28 @@ class _Connection:
         return self.robot.status().get("controller")
 
     async def acquire(self) -> None:
+        if not allowed(self.user.role, Permission.ROBOT_CONTROL):
+            detail = f"{self.user.role} may not {Permission.ROBOT_CONTROL}"
+            await self.send_json({"type": "lease", "granted": False, "holder": self._holder(), "detail": detail})
+            return
         try:
-            self.robot.acquire_lease(self.client_id, self.operator)
+            self.robot.acquire_lease(self.client_id, self.user.name)
         except LeaseHeldError as error:
             await self.send_json({"type": "lease", "granted": False, "holder": self._holder(), "detail": str(error)})
             return
+        if not self.holds_lease:
+            self.holds_lease = True
+            await asyncio.to_thread(self.audit, Action.CONTROL_TAKE, "robot")
         # Taking control means driving: switch to the teleop source (it may wait up to one tick, so off the loop).
         await asyncio.to_thread(self.robot.set_source, "teleop")
-        await self.send_json({"type": "lease", "granted": True, "holder": self.operator, "detail": "you control"})
+        await self.send_json({"type": "lease", "granted": True, "holder": self.user.name, "detail": "you control"})
+
+    async def release(self, why: str) -> None:
+        """Give the lease back (a release message or the socket closing); audited when this socket held it."""
+        self.robot.release_lease(self.client_id)
+        if self.holds_lease:
+            self.holds_lease = False
+            await asyncio.to_thread(self.audit, Action.CONTROL_RELEASE, "robot", why=why)
 
     async def handle(self, msg) -> None:
         if isinstance(msg, Cmd):
@@ -220,6 +240,7 @@ class _Connection:
             try:
                 self.robot.command(self.client_id, command)
             except NotControllerError as error:
+                self.holds_lease = False  # expired or broken
                 await self.send_json(
                     {"type": "lease", "granted": False, "holder": self._holder(), "detail": str(error)}
                 )
@@ -228,19 +249,19 @@ class _Connection:
         elif isinstance(msg, Ping):
             await self.send_json({"type": "pong", "t": msg.t})
         elif isinstance(msg, Hello):
-            self.operator = msg.operator
+            self.greeted = True
             await self.send_json(
                 {"type": "welcome", "client_id": self.client_id, "cameras": list(self.robot.camera_names)}
             )
             if msg.control:
                 await self.acquire()
         elif isinstance(msg, Acquire):
-            if self.operator is None:
-                await self.reject("say hello (with your operator name) before asking for control")
+            if not self.greeted:
+                await self.reject("say hello before asking for control")
             else:
                 await self.acquire()
         elif isinstance(msg, Release):
-            self.robot.release_lease(self.client_id)
+            await self.release("released")
             await self.send_json({"type": "lease", "granted": False, "holder": self._holder(), "detail": "released"})
 
     async def receive(self) -> None:
@@ -271,8 +292,12 @@ async def teleop_socket(ws: WebSocket, robot: RobotSessionDep) -> None:
         log.warning("ws: refused a handshake from origin %r", ws.headers.get("origin"))
         await ws.close(code=POLICY_VIOLATION, reason="foreign origin")
         return
+    user = (await asyncio.to_thread(get_caller, ws)).user  # a database read: off the event loop
+    if user is None or not allowed(user.role, WEBSOCKET_PERMISSIONS["/ws/teleop"]):
+        await ws.close(code=POLICY_VIOLATION, reason="sign in first" if user is None else "not allowed")
+        return
     await ws.accept()
-    conn = _Connection(ws, robot)
+    conn = _Connection(ws, robot, user, Auditor(get_auth(ws).audit, user.name, client_address(ws)))
     sender = asyncio.create_task(conn.send_frames())
     try:
         await conn.receive()
@@ -280,4 +305,4 @@ async def teleop_socket(ws: WebSocket, robot: RobotSessionDep) -> None:
         pass
     finally:
         sender.cancel()
-        robot.release_lease(conn.client_id)  # the arm holds still from here on
+        await conn.release("disconnected")  # the arm holds still from here on

@@ -479,6 +479,15 @@ class RobotSession:
             self.mailbox.clear()
             self._event(f"{holder.operator!r} released control")
 
+    def break_lease(self) -> str | None:
+        """Take the lease from whoever holds it (an admin's override); returns the former holder's name, else None."""
+        holder = self.lease.holder
+        if holder is None or not self.lease.release(holder.client_id):
+            return None
+        self.mailbox.clear()
+        self._event(f"control of {holder.operator!r} was broken")
+        return holder.operator
+
     def heartbeat(self, client_id: str) -> None:
         """Keep the holder's lease alive without moving (commands do this too); NotControllerError otherwise."""
         self.lease.touch(client_id)

@@ -5,11 +5,12 @@
 // the sign-in page, which comes back here afterwards.
 
 export class ApiError extends Error {
-  constructor(status, data) {
+  constructor(status, data, retryAfter = null) {
     super(detailText(data) || `HTTP ${status}`);
     this.name = "ApiError";
     this.status = status; // 0: the server was not reached
     this.data = data; // the parsed JSON body, {} when there was none (409s carry `current_version`)
+    this.retryAfter = retryAfter; // a 429's Retry-After header (seconds), else null
   }
 }
 
@@ -54,7 +55,7 @@ export async function api(method, path, body) {
   }
   const data = await r.json().catch(() => ({}));
   if (r.status === 401 && !path.startsWith("auth/signin")) toSignIn(); // the session ended (expired, signed out)
-  if (!r.ok) throw new ApiError(r.status, data);
+  if (!r.ok) throw new ApiError(r.status, data, r.headers.get("Retry-After"));
   return data;
 }
 

@@ -1,29 +1,32 @@
-// Who is at the keyboard: one name for both tabs, typed into the Teleop console or the Label tab's prompt and
-// remembered in localStorage across reloads. Recordings carry it as `operator`; labels and curation as `user`.
+// Who is signed in: the session's user from GET /api/auth/me ({name, role, permissions}), asked once per page.
+// The consoles show the name and hide or disable what the role may not do; the server decides regardless (it
+// takes the identity from the session, never from a request body). Permission names: backend/services/roles.py.
 
-const KEY = "vla.operator";
-const USER_NAME = /^[\p{L}\p{N}_ .@+-]{1,64}$/u; // what the API accepts (webapp/schemas.py OperatorName)
-export const NAME_RULE = "a name is 1–64 letters, digits, spaces or . @ + - _";
-const listeners = new Set();
+import { get } from "./api.js";
 
-export const currentUser = () => localStorage.getItem(KEY) || "";
+let current = null; // {name, role, permissions: Set} once known
+const waiting = [];
 
-/** Remember `name` (trimmed) and tell every listener; false, and nothing stored, when the API would refuse it. */
-export function setUser(name) {
-  const trimmed = String(name).trim();
-  if (!USER_NAME.test(trimmed)) return false;
-  if (trimmed !== currentUser()) {
-    localStorage.setItem(KEY, trimmed);
-    for (const fn of listeners) fn(trimmed);
-  }
-  return true;
+/** The signed-in user, or null before /api/auth/me has answered. */
+export const me = () => current;
+
+/** Whether the signed-in user's role has `permission` (false while unknown: buttons start disabled). */
+export const can = (permission) => !!current && current.permissions.has(permission);
+
+/** `fn(user)` once the user is known (at once when it already is). */
+export function whenSignedIn(fn) {
+  if (current) fn(current);
+  else waiting.push(fn);
 }
 
-/** `fn(name)` whenever the name changes, in this page or in another tab of the dashboard. */
-export function onUserChange(fn) {
-  listeners.add(fn);
+/** Why the role may not do something, for a disabled control's tooltip. */
+export function reason(what) {
+  if (!current) return "checking who is signed in…";
+  const why = { manager: "managers read; they cannot " };
+  return `${why[current.role] || `a ${current.role} cannot `}${what}`;
 }
 
-window.addEventListener("storage", (ev) => {
-  if (ev.key === KEY) for (const fn of listeners) fn(currentUser());
-});
+get("auth/me").then((u) => { // a 401 has already sent the page to /signin (common/api.js)
+  current = { ...u, permissions: new Set(u.permissions || []) };
+  for (const fn of waiting.splice(0)) fn(current);
+}).catch(() => {});

@@ -4,11 +4,12 @@
 
 import { api, get } from "../common/api.js";
 import { button, h, refill } from "../common/dom.js";
+import { can } from "../common/identity.js";
 import { loadList, renderList } from "./browser.js";
 import { colour, fmtTime, pretty, short } from "./format.js";
 import { reloadEpisode, renderTimeline } from "./player.js";
 import { L, say } from "./state.js";
-import { requireUser } from "./user.js";
+import { allowed } from "./user.js";
 
 export function buildAnnotation() {
   const E = L.el;
@@ -71,11 +72,10 @@ export function queued(fn) {
 const annotate = (changes, what) => queued(() => saveAnnotation(changes, what));
 
 async function saveAnnotation(changes, what) {
-  const user = L.ep && requireUser();
-  if (!user) return false;
+  if (!L.ep || !allowed("episodes.edit")) return false;
   const ep = L.ep;
   try {
-    const updated = await api("PATCH", `episodes/${ep.id}/annotation`, { user, version: ep.version, ...changes });
+    const updated = await api("PATCH", `episodes/${ep.id}/annotation`, { version: ep.version, ...changes });
     episodeChanged(updated);
     say(`saved ${what} · episode ${updated.id} is at version ${updated.version}`);
     return true;
@@ -183,16 +183,15 @@ function renderHistory() {
     h("b", {}, `v${ev.version}`), ` ${fmtTime(ev.at)} · ${ev.user} · ${ev.action}: `,
     Object.entries(ev.changes || {}).map(([f, [a, b]]) => `${pretty(f)} ${short(a)} → ${short(b)}`).join("; "))));
   if (!L.history.length) E.history.append(h("li", { class: "vla-muted" }, "no changes yet"));
-  E.undo.disabled = !L.history.some((ev) => !ev.undone_by && ev.action !== "undo");
+  E.undo.disabled = !can("episodes.edit") || !L.history.some((ev) => !ev.undone_by && ev.action !== "undo");
 }
 
 export const undo = () => queued(undoLast);
 
 async function undoLast() {
-  const user = L.ep && requireUser();
-  if (!user) return;
+  if (!L.ep || !allowed("episodes.edit")) return;
   try {
-    const updated = await api("POST", `episodes/${L.ep.id}/undo`, { user, version: L.ep.version });
+    const updated = await api("POST", `episodes/${L.ep.id}/undo`, { version: L.ep.version });
     episodeChanged(updated);
     say(`undone · episode ${updated.id} is at version ${updated.version}`);
   } catch (e) {

@@ -8,7 +8,7 @@ import { reasonOptions } from "./annotation.js";
 import { clamp, pretty } from "./format.js";
 import { closeEpisode, openEpisode, reloadEpisode } from "./player.js";
 import { L, say } from "./state.js";
-import { requireUser } from "./user.js";
+import { allowed } from "./user.js";
 
 const PAGE_SIZES = [25, 50, 100, 200];
 const FILTER_KEYS = ["dataset", "task", "instruction", "source", "operator", "success", "quality_flag"]; // query
@@ -205,10 +205,10 @@ function selectPage(on) {
 }
 
 async function bulk(op, extra, what) {
-  const ids = [...L.selected], user = ids.length && requireUser();
-  if (!user) return;
+  const ids = [...L.selected];
+  if (!ids.length || !allowed("curation.write")) return;
   try {
-    const r = await api("POST", "episodes/bulk", { user, episode_ids: ids, op, ...extra });
+    const r = await api("POST", "episodes/bulk", { episode_ids: ids, op, ...extra });
     say(`${what}: ${r.episode_ids.length} of ${ids.length} episodes changed`);
     L.selected.clear();
     await Promise.all([loadList(), loadDatasets()]);

@@ -8,7 +8,7 @@ import { applyFilters, loadList } from "./browser.js";
 import { fmtTime } from "./format.js";
 import { openEpisode } from "./player.js";
 import { L, say } from "./state.js";
-import { requireUser } from "./user.js";
+import { allowed } from "./user.js";
 
 export function buildCuration() {
   const E = L.el;
@@ -52,11 +52,10 @@ export function buildDatasets() {
 const cut = (kind, body, what) => queued(() => cutEpisode(kind, body, what));
 
 async function cutEpisode(kind, body, what) {
-  const user = L.ep && requireUser();
-  if (!user) return;
+  if (!L.ep || !allowed("episodes.edit")) return;
   const id = L.ep.id;
   try {
-    const r = await api("POST", `episodes/${id}/${kind}`, { user, version: L.ep.version, ...body });
+    const r = await api("POST", `episodes/${id}/${kind}`, { version: L.ep.version, ...body });
     say(`${what}: episode ${id} → new episode${r.episode_ids.length > 1 ? "s" : ""} ${r.episode_ids.join(", ")}` +
         ` (the original is in the trash)`);
     await loadList();
@@ -108,10 +107,9 @@ function showDataset(name) {
 async function merge() {
   const E = L.el, from = E.mergeFrom.value, into = E.mergeInto.value;
   if (!from || !into || from === into) return say("pick two different datasets to merge", true);
-  const user = requireUser();
-  if (!user || !confirm(`Move every episode of "${from}" into "${into}"?`)) return;
+  if (!allowed("curation.write") || !confirm(`Move every episode of "${from}" into "${into}"?`)) return;
   try {
-    const r = await api("POST", `datasets/${encodeURIComponent(from)}/merge`, { user, into });
+    const r = await api("POST", `datasets/${encodeURIComponent(from)}/merge`, { into });
     say(`merged ${from} into ${into}: ${r.moved} episodes moved`);
     await Promise.all([loadDatasets(), loadList()]);
   } catch (e) {
@@ -122,9 +120,8 @@ async function merge() {
 async function createSnapshot() {
   const E = L.el, name = E.snapName.value.trim();
   if (!name) return say("give the snapshot a name", true);
-  const user = requireUser();
-  if (!user) return;
-  const body = { name, dataset: E.snapDataset.value, user };
+  if (!allowed("curation.write")) return;
+  const body = { name, dataset: E.snapDataset.value };
   if (E.snapSuccess.checked) body.success = "success";
   try {
     const s = await api("POST", "snapshots", body);
@@ -139,12 +136,12 @@ async function createSnapshot() {
 
 // ---- export: a job on the server, polled until done ----------------------------------------------------------
 async function startExport() {
-  const E = L.el, value = E.exportWhat.value, user = value && requireUser();
-  if (!user) return;
+  const E = L.el, value = E.exportWhat.value;
+  if (!value || !allowed("exports.write")) return;
   const at = value.indexOf(":"), kind = value.slice(0, at), name = value.slice(at + 1);
   E.exportStatus.textContent = `exporting ${kind} ${name}…`;
   try {
-    showJob(await api("POST", "exports", { user, [kind]: name }));
+    showJob(await api("POST", "exports", { [kind]: name }));
   } catch (e) {
     E.exportStatus.textContent = `export failed: ${e.message}`;
     E.exportStatus.dataset.state = "failed";

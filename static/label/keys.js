@@ -28,7 +28,7 @@ export function toggleHelp() {
 }
 
 function onKeyDown(ev) {
-  if (!showing("vla-label") || isTyping(ev.target) || !L.el.userDialog.hidden) return;
+  if (!showing("vla-label") || isTyping(ev.target)) return;
   const key = ev.key.length === 1 ? ev.key.toLowerCase() : ev.key;
   const reasons = L.vocab.failure_reasons;
   if (ev.repeat && !["ArrowLeft", "ArrowRight"].includes(key)) return; // a held key steps frames, nothing else

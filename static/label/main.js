@@ -3,11 +3,10 @@
 // (a gr.HTML in the Label tab, webapp/ui.py). Everything is served by the app: it works offline.
 // Modules: state (window.vlaLabel), browser (filters, list, bulk bar), player (videos, scrubber, timeline),
 // charts (plotly), annotation (labels, segments, history, undo), curation (trim/split, datasets, snapshots,
-// export), keys (hotkeys), user (the name prompt).
+// export), keys (hotkeys), user (who is signed in; what the role may change).
 
 import { get } from "../common/api.js";
 import { button, h } from "../common/dom.js";
-import { currentUser } from "../common/identity.js";
 import { mount } from "../common/mount.js";
 import { buildAnnotation, buildConflictBanner, fillReasons } from "./annotation.js";
 import { buildBulkBar, buildFilters, buildList, fillBrowserVocabulary, loadList, renderList } from "./browser.js";
@@ -16,7 +15,7 @@ import { buildCuration, buildDatasets, fillDatasets, loadDatasets } from "./cura
 import { buildHelp, listen, toggleHelp } from "./keys.js";
 import { buildPlayer, openEpisode, pause, renderEpisode, seek } from "./player.js";
 import { L, say } from "./state.js";
-import { buildUserPrompt, renderUser, showUserPrompt } from "./user.js";
+import { buildUserBadge, renderUser } from "./user.js";
 
 let vocabLoaded = false;
 
@@ -24,9 +23,9 @@ function build(root) {
   const E = (L.el = { root, charts: {} });
   E.msg = h("span", { id: "vla-label-msg", class: "vla-label-msg", role: "status" });
   root.append(
-    h("div", { class: "vla-label-row vla-label-top" }, buildUserPrompt(),
+    h("div", { class: "vla-label-row vla-label-top" }, buildUserBadge(),
       E.msg, button("? keys", toggleHelp, { id: "vla-label-help-button", title: "hotkeys (?)" })),
-    E.userDialog, buildConflictBanner(), buildHelp(), buildFilters(), buildBulkBar(),
+    buildConflictBanner(), buildHelp(), buildFilters(), buildBulkBar(),
     h("div", { class: "vla-label-main" },
       h("div", { class: "vla-label-list" }, buildList(refreshAll)),
       h("div", { class: "vla-label-detail" }, buildPlayer(), buildAnnotation(), buildCuration())),
@@ -72,7 +71,6 @@ function shown() { // the Label tab became visible: fetch what may have changed 
     loadPlotly().catch((e) => say(`charts: ${e.message}`, true));
   }
   refreshAll();
-  if (!currentUser()) showUserPrompt();
 }
 
 mount("vla-label", { build, shown, hidden: () => L.playing && pause() });

@@ -1,50 +1,43 @@
-// The Label tab's side of the shared identity: every change is recorded under a name, so the tab asks for one
-// (common/identity.js keeps it for both tabs).
+// The Label tab's side of the signed-in identity: the header names the user, every change is recorded under the
+// session's user by the server, and what the role may not change is disabled with the reason as its tooltip.
 
-import { button, h } from "../common/dom.js";
-import { currentUser, NAME_RULE, onUserChange, setUser } from "../common/identity.js";
+import { h } from "../common/dom.js";
+import { can, reason, whenSignedIn } from "../common/identity.js";
 import { L, say } from "./state.js";
 
-export function buildUserPrompt() {
-  const E = L.el;
-  E.user = h("b", { id: "vla-label-user" });
-  E.userInput = h("input", { id: "vla-label-user-input", placeholder: "your name", maxlength: 64,
-                             onkeydown: (ev) => ev.key === "Enter" && saveUser() });
-  E.userDialog = h("div", { id: "vla-label-user-dialog", class: "vla-label-dialog", hidden: true },
-    h("div", {}, h("p", {}, "Who is labeling? Your name is saved with every change you make."), E.userInput,
-      button("Start labeling", saveUser, { id: "vla-label-user-save" })));
-  const change = h("a", { href: "#", id: "vla-label-user-change",
-                          onclick: (ev) => { ev.preventDefault(); showUserPrompt(); } }, "change");
-  return h("span", {}, "Labeling as ", E.user, " (", change, ")");
+// Which controls need which permission (backend/services/roles.py): CSS selectors inside #vla-label.
+const NEEDS = {
+  "episodes.edit": ["#vla-label-annotation :is(button, input, select, textarea)", "#vla-label-trim",
+    "#vla-label-split"],
+  "curation.write": ["#vla-label-bulk :is(button, input, select)", "#vla-label-merge", "#vla-label-snap-create"],
+  "exports.write": ["#vla-label-export"],
+};
+const WHAT = { "episodes.edit": "edit labels", "curation.write": "curate datasets", "exports.write": "export" };
+
+export function buildUserBadge() {
+  L.el.user = h("b", { id: "vla-label-user" });
+  return h("span", {}, "Labeling as ", L.el.user);
 }
 
-/** The name to record a change under, or null after asking for one. */
-export function requireUser() {
-  const name = currentUser();
-  if (name) return name;
-  showUserPrompt();
-  say("enter your name first: every change is recorded under it", true);
-  return null;
+/** Whether the signed-in user may do `permission` now; if not, say why in the status line. */
+export function allowed(permission) {
+  if (can(permission)) return true;
+  say(`not allowed: ${reason(WHAT[permission] || permission)}`, true);
+  return false;
 }
 
-export function showUserPrompt() {
-  const E = L.el;
-  E.userDialog.hidden = false;
-  E.userInput.value = currentUser();
-  E.userInput.focus();
-}
-
-function saveUser() {
-  const E = L.el;
-  if (!setUser(E.userInput.value)) return say(NAME_RULE, true);
-  E.userDialog.hidden = true;
-  E.userInput.blur();
-  renderUser();
-  say(`labeling as ${currentUser()}`);
-}
-
+/** The name in the header, and the controls the role may not use disabled (the server refuses them anyway). */
 export function renderUser() {
-  if (L.el.user) L.el.user.textContent = currentUser() || "(nobody)";
+  const E = L.el;
+  if (!E.root) return;
+  whenSignedIn((u) => {
+    if (E.user) E.user.textContent = `${u.name} (${u.role})`;
+    for (const [permission, selectors] of Object.entries(NEEDS)) {
+      if (can(permission)) continue;
+      for (const el of E.root.querySelectorAll(selectors.join(", "))) {
+        el.disabled = true;
+        el.title = reason(WHAT[permission]);
+      }
+    }
+  });
 }
-
-onUserChange(renderUser); // named in the Teleop tab, or in another browser tab

@@ -2,7 +2,7 @@
 // binary frames (a JSON header, then one JPEG per camera) drawn onto one canvas per camera, newest first.
 
 import { h } from "../common/dom.js";
-import { countEpisode, operator } from "./controls.js";
+import { countEpisode } from "./controls.js";
 import { render } from "./hud.js";
 import { S, say } from "./state.js";
 
@@ -14,7 +14,8 @@ export function connect() {
   const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/teleop`);
   ws.binaryType = "arraybuffer";
   S.ws = ws;
-  ws.onopen = () => send({ type: "hello", operator: operator() || "viewer", control: false });
+  // The session cookie goes with the handshake: the server knows who this is (no name is sent).
+  ws.onopen = () => send({ type: "hello", control: false });
   ws.onmessage = (ev) => (typeof ev.data === "string" ? onText(JSON.parse(ev.data)) : onFrame(ev.data));
   ws.onclose = () => {
     S.lease = false;
@@ -35,10 +36,7 @@ function onText(m) {
 }
 
 export function toggleControl() {
-  if (S.lease) return send({ type: "release" });
-  const name = operator();
-  if (!name) return say("enter your operator name first", true);
-  send({ type: "hello", operator: name, control: true });
+  send({ type: S.lease ? "release" : "acquire" });
 }
 
 export function ensureCanvas(name) {

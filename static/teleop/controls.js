@@ -3,7 +3,6 @@
 
 import { api, get } from "../common/api.js";
 import { h } from "../common/dom.js";
-import { currentUser, NAME_RULE, setUser } from "../common/identity.js";
 import { render } from "./hud.js";
 import { S, say } from "./state.js";
 
@@ -50,17 +49,9 @@ export async function resetScene() {
   if (st) say(`scene reset (seed ${st.seed ?? "?"})`);
 }
 
-/** The name in the console's box (remembered for both tabs), or the remembered one before the box exists. */
-export function operator() {
-  if (!S.el.operator) return currentUser(); // the socket can open before the console is built
-  const name = S.el.operator.value.trim();
-  if (name && !setUser(name)) say(NAME_RULE, true);
-  return name;
-}
-
 export async function record(what, success) {
   const rec = S.status.recording || {};
-  const who = { operator: operator() || "anonymous", dataset: S.el.dataset.value.trim() || "teleop" };
+  const who = { dataset: S.el.dataset.value.trim() || "teleop" }; // the operator is the signed-in user
   if (what === "start") {
     if (!rec.active && (await robot("recording/start", who))) say("recording…");
   } else if (what === "save") {

@@ -4,7 +4,7 @@
 // controls (REST), hud (read-outs).
 
 import { button, h } from "../common/dom.js";
-import { currentUser, NAME_RULE, onUserChange, setUser } from "../common/identity.js";
+import { can, reason, whenSignedIn } from "../common/identity.js";
 import { mount } from "../common/mount.js";
 import { connect, toggleControl } from "./client.js";
 import { loadTasks, fillInstructions, record, resetScene, setAutoStop, setEstop } from "./controls.js";
@@ -15,9 +15,6 @@ import { S, say } from "./state.js";
 function build(root) {
   S.synced = false;
   const E = (S.el = {});
-  E.operator = h("input", { id: "vla-operator", placeholder: "operator name", maxlength: 64, value: currentUser() });
-  E.operator.addEventListener("change", () => E.operator.value.trim() && !setUser(E.operator.value) &&
-    say(NAME_RULE, true));
   E.control = button("Take control", toggleControl, { id: "vla-control" });
   E.lease = h("span", { id: "vla-lease", class: "vla-badge" }, "connecting…");
   E.estop = button("E-STOP", () => setEstop(!S.status.estop), { id: "vla-estop", class: "vla-estop" });
@@ -28,7 +25,7 @@ function build(root) {
   E.custom = h("input", { id: "vla-custom", placeholder: "or free-text instruction", maxlength: 300 });
   E.seed = h("input", { id: "vla-seed", placeholder: "seed (blank: new)", type: "number", min: 0,
                         class: "vla-narrow" });
-  const reset = button("Reset scene", resetScene, { id: "vla-reset" });
+  E.reset = button("Reset scene", resetScene, { id: "vla-reset" });
 
   E.dataset = h("input", { id: "vla-dataset", value: localStorage.getItem("vla.dataset") || "teleop", maxlength: 64 });
   E.dataset.addEventListener("change", () => localStorage.setItem("vla.dataset", E.dataset.value.trim()));
@@ -40,6 +37,7 @@ function build(root) {
     ["Discard", () => record("discard"), "vla-rec-discard"],
     ["↻ Re-record", () => record("restart"), "vla-rec-restart"],
   ].map(([label, onclick, id]) => button(label, onclick, { id }));
+  E.driving = [E.control, E.reset, E.autostop, ...recButtons]; // what needs robot.control (and then the lease)
   E.recinfo = h("span", { id: "vla-recinfo", class: "vla-badge" }, "not recording");
   E.counter = h("span", { id: "vla-counter" }, "");
 
@@ -67,8 +65,8 @@ function build(root) {
   for (const [k, what] of rows) keymap.append(h("tr", {}, h("td", {}, h("kbd", {}, k)), h("td", {}, what)));
 
   root.append(
-    h("div", { class: "vla-row" }, E.operator, E.control, E.lease, E.estop, E.success),
-    h("div", { class: "vla-row" }, "Task ", E.task, E.colour, E.instruction, E.custom, E.seed, reset),
+    h("div", { class: "vla-row" }, E.control, E.lease, E.estop, E.success),
+    h("div", { class: "vla-row" }, "Task ", E.task, E.colour, E.instruction, E.custom, E.seed, E.reset),
     h("div", { class: "vla-row" }, "Dataset ", E.dataset, ...recButtons,
       h("label", {}, E.autostop, " stop on success"), E.recinfo, E.counter),
     h("div", { class: "vla-main" },
@@ -78,11 +76,17 @@ function build(root) {
   );
   loadTasks();
   render();
+  whenSignedIn(showRole);
 }
 
-onUserChange((name) => { // named in the Label tab: the console shows it too
-  if (S.el.operator && document.activeElement !== S.el.operator) S.el.operator.value = name;
-});
+/** Disable what the signed-in role may not do, with the reason as the tooltip (the server refuses it anyway). */
+function showRole() {
+  const allowed = can("robot.control");
+  for (const el of S.el.driving) {
+    el.disabled = !allowed;
+    el.title = allowed ? "" : reason("drive the robot");
+  }
+}
 mount("vla-teleop", { build });
 listen();
 setInterval(render, 100);

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
-from serve import record_episodes
+from serve import record_episodes, signed_in_page
 
 pytestmark = pytest.mark.e2e
 
@@ -22,23 +21,11 @@ def episodes(server):
     return record_episodes(server, 3, seconds=1.2, operator="expert", dataset=DATASET)
 
 
-def patch(server, path: str, body: dict) -> dict:
-    req = urllib.request.Request(
-        server.url + path, data=json.dumps(body).encode(), method="PATCH", headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(req, timeout=10) as r:
-        return json.loads(r.read())
-
-
-def open_label_tab(browser, url: str, *, operator: str | None = None):
-    """A fresh context (empty localStorage unless `operator` is stored first) on the dashboard's Label tab."""
-    context = browser.new_context(viewport={"width": 1500, "height": 1100})
-    if operator:
-        context.add_init_script(f"localStorage.setItem('vla.operator', {json.dumps(operator)})")
-    page = context.new_page()
+def open_label_tab(browser, url: str, *, user: str):
+    """A fresh context signed in as `user`, on the dashboard's Label tab."""
+    page = signed_in_page(browser, url, user, viewport=(1500, 1100))
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(f"{e}\n{e.stack}"))  # any uncaught error on the page fails
-    page.goto(url + "/")
     page.get_by_role("tab", name="Label").click()
     page.wait_for_selector("#vla-label[data-ready]", timeout=30_000)
     page.errors = errors
@@ -73,14 +60,9 @@ def wait_frame(page, k: int) -> None:
 
 
 def test_new_operator_labels_with_hotkeys_and_exports(server, browser, episodes):
-    page = open_label_tab(browser, server.url)
-    # A new operator is asked for a name before anything else; it is remembered for next time.
-    page.wait_for_selector("#vla-label-user-dialog:not([hidden])", timeout=10_000)
-    page.fill("#vla-label-user-input", "carol")
-    page.click("#vla-label-user-save")
-    assert page.is_hidden("#vla-label-user-dialog")
-    assert page.inner_text("#vla-label-user") == "carol"
-    assert page.evaluate("localStorage.getItem('vla.operator')") == "carol"
+    page = open_label_tab(browser, server.url, user="carol")
+    # The tab names the signed-in operator: every change is recorded under the session's user.
+    page.wait_for_function("document.getElementById('vla-label-user').textContent === 'carol (operator)'")
 
     # The browser lists the recorded episodes (newest first) with thumbnails, filtered to the dataset.
     page.select_option("#vla-label-f-dataset", DATASET)
@@ -144,8 +126,7 @@ def test_new_operator_labels_with_hotkeys_and_exports(server, browser, episodes)
 
 
 def test_scrubber_keys_and_chart_clicks_move_the_playhead(server, browser, episodes):
-    page = open_label_tab(browser, server.url, operator="dave")
-    assert page.is_hidden("#vla-label-user-dialog")  # the name is remembered
+    page = open_label_tab(browser, server.url, user="dave")
     target = episodes[1]
     page.wait_for_selector(f'#vla-label tr[data-episode-id="{target}"]', timeout=10_000)
     open_episode(page, target)
@@ -188,7 +169,8 @@ def test_scrubber_keys_and_chart_clicks_move_the_playhead(server, browser, episo
 
     # Someone else edits the episode meanwhile: the next save is refused with a banner, and reload recovers.
     version = page.evaluate("window.vlaLabel.ep.version")
-    patch(server, f"/api/episodes/{target}/annotation", {"user": "erin", "version": version, "notes": "checked"})
+    erin = server.client("erin")
+    erin.patch(f"/api/episodes/{target}/annotation", {"version": version, "notes": "checked"})
     page.keyboard.press("f")
     page.wait_for_selector("#vla-label-conflict:not([hidden])", timeout=5_000)
     assert "NOT saved" in page.inner_text("#vla-label-conflict")
@@ -204,13 +186,13 @@ def test_scrubber_keys_and_chart_clicks_move_the_playhead(server, browser, episo
     page.wait_for_selector("#vla-label-history li.vla-undone", timeout=5_000)  # the history is reloaded
     assert page.locator("#vla-label-history li.vla-undone").count() == 1
     with pytest.raises(urllib.error.HTTPError):
-        patch(server, f"/api/episodes/{target}/annotation", {"user": "erin", "version": version, "notes": "x"})
+        erin.patch(f"/api/episodes/{target}/annotation", {"version": version, "notes": "x"})
     assert not page.errors, page.errors
     page.context.close()
 
 
 def test_bulk_edits_trim_split_trash_and_snapshot(server, browser, episodes):
-    page = open_label_tab(browser, server.url, operator="frank")
+    page = open_label_tab(browser, server.url, user="frank")
     page.select_option("#vla-label-f-dataset", DATASET)
     page.wait_for_selector(f'#vla-label tr[data-episode-id="{episodes[2]}"]', timeout=10_000)
     # Select the page, then give every episode the same instruction and a failure label with a reason.

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import urllib.request
 
 import pytest
-from serve import open_console
+from serve import open_console, sign_in
 
 pytestmark = pytest.mark.e2e
 
@@ -22,7 +21,7 @@ def status(page) -> dict:
 def take_control(page) -> None:
     page.click("#vla-control")
     page.wait_for_function("window.vlaTeleop.lease === true", timeout=10_000)
-    page.click("#vla-cam-front")  # focus leaves the name box: keys now drive the arm
+    page.click("#vla-cam-front")  # focus leaves the button: keys now drive the arm
 
 
 def moved(a: list[float], b: list[float], tol: float = 1e-3) -> bool:
@@ -31,9 +30,11 @@ def moved(a: list[float], b: list[float], tol: float = 1e-3) -> bool:
 
 def test_dashboard_loads_every_file_and_throws_nothing(server, browser):
     """Each request the page makes is answered (the app's /client mount leaves Gradio its own /static and /assets),
-    and no script throws, through both consoles and the Label tab's first load (vocabulary, list, plotly.js)."""
+    and no script throws, through both consoles and the Label tab's first load (vocabulary, list, plotly.js), signed
+    in as an admin (the Users and Audit tabs load too)."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
+    sign_in(page, server.url, "admin")
     refused: list[str] = []
     errors: list[str] = []
     page.on("response", lambda r: r.status >= 400 and refused.append(f"{r.status} {r.url}"))
@@ -42,11 +43,15 @@ def test_dashboard_loads_every_file_and_throws_nothing(server, browser):
     page.wait_for_function("window.vlaTeleop && window.vlaTeleop.tick > 0", timeout=30_000)
     page.wait_for_selector("#vla-teleop[data-ready] #vla-keymap", timeout=30_000)
     page.get_by_role("tab", name="Label").click()
-    page.wait_for_selector("#vla-label[data-ready] #vla-label-user-dialog:not([hidden])", timeout=30_000)
+    page.wait_for_selector("#vla-label[data-ready] #vla-label-user", timeout=30_000)
     page.wait_for_function(  # the vocabulary has filled the filters, and plotly.js has loaded
         "window.Plotly && document.querySelectorAll('#vla-label-f-quality_flag option').length > 1", timeout=30_000
     )
     page.get_by_role("tab", name="Episodes").click()
+    page.get_by_role("tab", name="Users").click()
+    page.wait_for_selector("#vla-users-rows tr[data-user='admin']", timeout=10_000)
+    page.get_by_role("tab", name="Audit").click()
+    page.wait_for_function("document.getElementById('vla-audit-page').dataset.count > 0", timeout=10_000)
     page.wait_for_timeout(1000)  # late requests (thumbnails, Gradio's own) still count
     assert not refused, refused
     assert not errors, errors
@@ -54,7 +59,7 @@ def test_dashboard_loads_every_file_and_throws_nothing(server, browser):
 
 
 def test_keys_move_the_arm_and_an_episode_is_recorded(server, browser):
-    page = open_console(browser, server.url, operator="alice")
+    page = open_console(browser, server.url, user="alice")
     take_control(page)
     assert "W" in page.inner_text("#vla-keymap")  # the keymap is on the page
     # Both cameras are drawn (a rendered scene, not a blank canvas).
@@ -91,7 +96,7 @@ def test_keys_move_the_arm_and_an_episode_is_recorded(server, browser):
     assert (ep["source"], ep["operator"], ep["human_success"], ep["dataset"]) == ("teleop", "alice", True, "teleop")
     assert ep["length"] >= 15 and ep["cameras"] == ["front", "wrist"]
     for camera, url in ep["video_urls"].items():
-        with urllib.request.urlopen(server.url + url) as r:
+        with server.client().open(url) as r:
             assert r.headers["Content-Type"] == "video/mp4" and len(r.read()) > 1000, camera
         assert (server.data_dir / "episodes" / "teleop" / ep["uid"] / "videos" / f"{camera}.mp4").is_file()
 
@@ -124,7 +129,7 @@ def test_keys_move_the_arm_and_an_episode_is_recorded(server, browser):
 
 def test_closing_the_socket_holds_the_arm(server, browser):
     viewer = open_console(browser, server.url)
-    page = open_console(browser, server.url, operator="alice")
+    page = open_console(browser, server.url, user="alice")
     take_control(page)
     page.keyboard.down("KeyA")
     page.wait_for_timeout(400)
@@ -141,9 +146,9 @@ def test_closing_the_socket_holds_the_arm(server, browser):
 
 
 def test_second_browser_cannot_take_control(server, browser):
-    first = open_console(browser, server.url, operator="alice")
+    first = open_console(browser, server.url, user="alice")
     take_control(first)
-    second = open_console(browser, server.url, operator="bob")
+    second = open_console(browser, server.url, user="bob")
     second.click("#vla-control")
     second.wait_for_function("window.vlaTeleop.holder === 'alice'", timeout=10_000)
     assert second.evaluate("window.vlaTeleop.lease") is False
@@ -174,7 +179,7 @@ HOSTILE = [
 
 
 def test_hostile_messages_are_rejected_without_disturbing_the_loop(server, browser):
-    page = open_console(browser, server.url, operator="alice")
+    page = open_console(browser, server.url, user="alice")
     take_control(page)
     tick0 = page.evaluate("window.vlaTeleop.tick")
     replies = page.evaluate(

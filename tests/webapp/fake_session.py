@@ -109,6 +109,11 @@ class FakeRobotSession:
                 self._holder = None
                 self._cmd = None
 
+    def break_lease(self) -> str | None:
+        with self._lock:
+            holder, self._holder, self._cmd = self._holder, None, None
+            return holder[1] if holder else None
+
     def command(self, client_id: str, cmd: TeleopCommand) -> None:
         with self._lock:
             if self._holder is None or self._holder[0] != client_id:

@@ -16,7 +16,7 @@ def test_status_and_tasks(client):
     assert all(t["templates"] and t["colours"] for t in tasks)
 
 
-def test_reset_source_estop_and_bad_input(client, robot):
+def test_reset_source_estop_and_bad_input(client, robot, lease):
     st = client.post("/api/robot/reset", json={"task": "place", "colour": "blue", "seed": 7}).json()
     assert (st["task"], st["colour"], st["seed"]) == ("place", "blue", 7)
     assert client.post("/api/robot/reset", json={"task": "juggle"}).status_code == 400
@@ -28,20 +28,20 @@ def test_reset_source_estop_and_bad_input(client, robot):
     assert client.post("/api/robot/estop", json={"engaged": False}).json()["estop"] is False
 
 
-def test_recording_flow(client, robot):
+def test_recording_flow(client, robot, lease):
     assert client.post("/api/robot/recording/save", json={"success": True}).status_code == 409  # not recording
-    assert client.post("/api/robot/recording/start", json={"operator": "a/b"}).status_code == 422
-    st = client.post("/api/robot/recording/start", json={"operator": "alice", "dataset": "teleop"}).json()
+    assert client.post("/api/robot/recording/start", json={"operator": "a/b"}).status_code == 422  # no such field now
+    st = client.post("/api/robot/recording/start", json={"dataset": "teleop"}).json()
     assert st["recording"]["active"]
-    assert client.post("/api/robot/recording/start", json={"operator": "alice"}).status_code == 409
+    assert client.post("/api/robot/recording/start", json={}).status_code == 409
     assert client.post("/api/robot/recording/discard", json={}).json()["recording"]["active"] is False
     assert robot.saved == []  # a discarded take leaves nothing
-    client.post("/api/robot/recording/start", json={"operator": "alice"})
-    st = client.post("/api/robot/recording/restart", json={"operator": "alice"}).json()
+    client.post("/api/robot/recording/start", json={})
+    st = client.post("/api/robot/recording/restart", json={}).json()
     assert st["recording"]["active"] and robot.saved == []
     saved = client.post("/api/robot/recording/save", json={"success": False}).json()
     assert saved == {"episode_id": 1} and robot.saved[0]["success"] is False
-    assert robot.saved[0]["operator"] == "alice"
+    assert robot.saved[0]["operator"] == "alice"  # the signed-in user
     st = client.post("/api/robot/recording/auto-stop", json={"enabled": True}).json()
     assert st["recording"]["auto_stop"] is True
 

@@ -7,6 +7,7 @@ import asyncio
 import json
 
 import pytest
+from auth_client import bearer
 from episode_factory import record_episode
 
 from backend.settings import Settings
@@ -14,6 +15,7 @@ from webapp import create_app
 
 TOO_BIG = 2**63  # one past SQLite's (and PostgreSQL BIGINT's) largest integer: OverflowError in the driver
 MiB = 1024 * 1024
+pytestmark = pytest.mark.usefixtures("lease")  # /api/robot/reset is among the calls: the signed-in user drives
 
 
 @pytest.fixture
@@ -23,7 +25,7 @@ def ep(store) -> int:
 
 def _calls_with_too_big_integers(ep: int) -> list[tuple[str, str, dict]]:
     """(method, url, request kwargs): 2^63 in every place an integer goes (path, query, body, header)."""
-    user = {"user": "a"}
+    user: dict = {}  # identity comes from the session, so no field for it
     edit = f"/api/episodes/{ep}/annotation"
     segment = {"start": TOO_BIG, "end": TOO_BIG, "text": "t"}
     return [
@@ -70,13 +72,13 @@ def _raw_json(client, method: str, url: str, text: str):
 @pytest.mark.parametrize(
     ("method", "url", "body"),
     [
-        ("PATCH", "/api/episodes/{ep}/annotation", '{"user": "a", "version": 1, "notes": "x\\ud800"}'),
-        ("PATCH", "/api/episodes/{ep}/annotation", '{"user": "a", "version": 1, "paraphrases": ["\\udfff"]}'),
-        ("POST", "/api/episodes/bulk", '{"user": "a", "op": "annotate", "episode_ids": [{ep}], '
+        ("PATCH", "/api/episodes/{ep}/annotation", '{"version": 1, "notes": "x\\ud800"}'),
+        ("PATCH", "/api/episodes/{ep}/annotation", '{"version": 1, "paraphrases": ["\\udfff"]}'),
+        ("POST", "/api/episodes/bulk", '{"op": "annotate", "episode_ids": [{ep}], '
                                        '"changes": {"notes": "\\ud800"}}'),
         ("POST", "/api/robot/reset", '{"\\ud800": 1}'),
         ("POST", "/api/robot/reset", '{"instruction": "\\ud800"}'),
-        ("POST", "/api/snapshots", '{"user": "a", "name": "s", "dataset": "\\ud800"}'),
+        ("POST", "/api/snapshots", '{"name": "s", "dataset": "\\ud800"}'),
     ],
 )  # fmt: skip
 def test_lone_surrogates_in_a_body_get_422_without_the_input(client, ep, method, url, body) -> None:
@@ -96,12 +98,12 @@ def test_lone_surrogates_in_a_query_string_are_no_server_error(client) -> None:
 
 def test_bulk_changes_are_checked_like_a_single_edit(client, ep) -> None:
     for changes in ({"colour": "red"}, {"human_success": "maybe"}, {"notes": "x" * 5001}):
-        body = {"user": "a", "op": "annotate", "episode_ids": [ep], "changes": changes}
+        body = {"op": "annotate", "episode_ids": [ep], "changes": changes}
         r = client.post("/api/episodes/bulk", json=body)
         assert r.status_code == 422 and r.json()["detail"][0]["loc"][:2] == ["body", "changes"], changes
-    r = client.post("/api/episodes/bulk", json={"user": "a", "op": "annotate", "episode_ids": [ep], "changes": {}})
+    r = client.post("/api/episodes/bulk", json={"op": "annotate", "episode_ids": [ep], "changes": {}})
     assert r.status_code == 422 and "needs the changes" in r.json()["detail"]
-    body = {"user": "a", "op": "annotate", "episode_ids": [ep], "changes": {"notes": "ok", "human_success": False}}
+    body = {"op": "annotate", "episode_ids": [ep], "changes": {"notes": "ok", "human_success": False}}
     assert client.post("/api/episodes/bulk", json=body).json() == {"episode_ids": [ep]}
     assert client.get(f"/api/episodes/{ep}").json()["notes"] == "ok"
 
@@ -109,10 +111,10 @@ def test_bulk_changes_are_checked_like_a_single_edit(client, ep) -> None:
 def test_error_bodies_never_repeat_the_input(client, ep) -> None:
     long_text = "é" * 100_000
     answers = [
-        client.patch(f"/api/episodes/{ep}/annotation", json={"user": "a", "version": 1, "notes": long_text}),
+        client.patch(f"/api/episodes/{ep}/annotation", json={"version": 1, "notes": long_text}),
         client.post("/api/robot/reset", json={long_text: 1}),  # an unknown key: named in `loc`, cut short
         client.post("/api/robot/source", json={"name": long_text}),
-        client.patch(f"/api/episodes/{ep}/annotation", json={"user": "a"}, headers={"If-Match": "z" * 4000}),
+        client.patch(f"/api/episodes/{ep}/annotation", json={}, headers={"If-Match": "z" * 4000}),
         client.get(f"/api/episodes?created_from={'9' * 5000}"),
         _raw_json(client, "POST", "/api/robot/reset", '{"seed": ' + "1" * 5000 + "}"),  # past int's 4,300 digits
         _raw_json(client, "POST", "/api/robot/reset", '{"seed": ' + "1" * 100),  # not JSON
@@ -155,14 +157,9 @@ def _call_asgi(app, path: str, chunks: list[bytes], headers: dict[str, str]) -> 
 
 def _padded_bulk(size: int, chunk: int = 64 * 1024) -> list[bytes]:
     """A valid bulk body padded with whitespace to `size` bytes (a 20 MB one was accepted before), in chunks."""
-    head = b'{"user": "a", "op": "trash", "episode_ids": [1]'
+    head = b'{"op": "trash", "episode_ids": [1]'
     data = head + b" " * (size - len(head) - 1) + b"}"
     return [data[i : i + chunk] for i in range(0, len(data), chunk)]
-
-
-@pytest.fixture
-def app(settings, robot, store):
-    return create_app(settings, session=robot, store=store, ui=False)
 
 
 def test_a_body_over_the_limit_with_its_length_is_refused_before_it_is_read(app) -> None:
@@ -184,7 +181,8 @@ def test_a_body_under_the_limit_is_read(app, store) -> None:
     ep = record_episode(store)
     chunks = _padded_bulk(MiB // 2)
     chunks[0] = chunks[0].replace(b"[1]", f"[{ep}]".encode())
-    status, body, _ = _call_asgi(app, "/api/episodes/bulk", chunks, {"content-type": "application/json"})
+    headers = {"content-type": "application/json", **bearer(app, "alice", "admin")}
+    status, body, _ = _call_asgi(app, "/api/episodes/bulk", chunks, headers)
     assert status == 200 and json.loads(body) == {"episode_ids": [ep]}
 
 

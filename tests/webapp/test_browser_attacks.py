@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from auth_client import sign_in
 from fastapi.testclient import TestClient
 from starlette.testclient import WebSocketDenialResponse
 from starlette.websockets import WebSocketDisconnect
@@ -17,7 +18,7 @@ from webapp import create_app
 from webapp.security import trusted_hosts
 from webapp.ws import POLICY_VIOLATION
 
-HELLO = json.dumps({"type": "hello", "operator": "mallory", "control": True})
+HELLO = json.dumps({"type": "hello", "control": True})
 
 
 @pytest.mark.parametrize(
@@ -61,8 +62,8 @@ def test_trusted_hosts_are_loopback_the_bound_address_and_the_configured_names(t
     [{"data": {"confirm": "1"}}, {"content": "{}", "headers": {"content-type": "text/plain"}}, {}],
     ids=["form", "text/plain", "no body"],
 )
-def test_a_state_change_without_a_json_body_gets_415_and_changes_nothing(client, body) -> None:
-    client.post("/api/robot/recording/start", json={"operator": "alice"})
+def test_a_state_change_without_a_json_body_gets_415_and_changes_nothing(client, lease, body) -> None:
+    client.post("/api/robot/recording/start", json={})
     r = client.post("/api/robot/recording/discard", **body)
     assert r.status_code == 415 and "application/json" in r.json()["detail"]
     assert client.get("/api/robot/status").json()["recording"]["active"] is True
@@ -75,6 +76,7 @@ def test_another_local_origin_gets_no_credentialed_cors_from_the_api_or_gradio(s
     # A loopback Host: Gradio's own CORS layer echoes any loopback origin (with credentials) only then.
     app = create_app(settings, session=robot, store=store, ui=True)
     with TestClient(app, base_url="http://127.0.0.1:7860") as client:
+        sign_in(client)
         for path in ("/", "/config", "/api/robot/status", "/gradio_api/info"):
             answers = [client.get(path, headers=foreign), client.options(path, headers=preflight)]
             assert answers[0].status_code == 200, path

@@ -19,7 +19,7 @@ def ep(store) -> int:
 
 
 def patch(client, episode_id, **body):
-    return client.patch(f"/api/episodes/{episode_id}/annotation", json={"user": "alice", **body})
+    return client.patch(f"/api/episodes/{episode_id}/annotation", json=body)
 
 
 def test_annotate_returns_the_new_version_and_history_records_who(client, ep) -> None:
@@ -45,18 +45,17 @@ def test_annotate_returns_the_new_version_and_history_records_who(client, ep) ->
     assert event["changes"]["human_success"] == [True, False]
 
 
-def test_two_users_editing_the_same_version_the_second_gets_409(client, ep) -> None:
+def test_two_users_editing_the_same_version_the_second_gets_409(client, client_as, ep) -> None:
+    bob = client_as("bob", "operator")
     assert patch(client, ep, version=1, instruction="alice's words").status_code == 200
-    r = client.patch(f"/api/episodes/{ep}/annotation", json={"user": "bob", "version": 1, "instruction": "bob's words"})
+    r = bob.patch(f"/api/episodes/{ep}/annotation", json={"version": 1, "instruction": "bob's words"})
     assert r.status_code == 409
     assert r.json()["current_version"] == 2 and "alice" in r.json()["detail"]
     assert client.get(f"/api/episodes/{ep}").json()["instruction"] == "alice's words"  # nothing lost silently
     # If-Match works as well as the body field; a stale one is refused the same way.
-    r = client.patch(
-        f"/api/episodes/{ep}/annotation", json={"user": "bob", "notes": "late"}, headers={"If-Match": '"1"'}
-    )
+    r = bob.patch(f"/api/episodes/{ep}/annotation", json={"notes": "late"}, headers={"If-Match": '"1"'})
     assert r.status_code == 409
-    r = client.patch(f"/api/episodes/{ep}/annotation", json={"user": "bob", "notes": "ok"}, headers={"If-Match": '"2"'})
+    r = bob.patch(f"/api/episodes/{ep}/annotation", json={"notes": "ok"}, headers={"If-Match": '"2"'})
     assert r.status_code == 200 and r.json()["version"] == 3
     assert patch(client, ep, notes="no version").status_code == 428
 
@@ -82,40 +81,41 @@ def test_unknown_episode_is_404_everywhere(client) -> None:
     assert patch(client, 999, version=1, notes="x").status_code == 404
     assert "no episode with id 999" in patch(client, 999, version=1, notes="x").json()["detail"]
     assert client.get("/api/episodes/999/history").status_code == 404
-    assert client.post("/api/episodes/999/undo", json={"user": "a"}).status_code == 404
+    assert client.post("/api/episodes/999/undo", json={}).status_code == 404
     assert client.get("/api/episodes/999/signals").status_code == 404
-    assert client.post("/api/episodes/999/trim", json={"user": "a", "start": 0, "end": 1}).status_code == 404
+    assert client.post("/api/episodes/999/trim", json={"start": 0, "end": 1}).status_code == 404
 
 
-def test_undo(client, ep) -> None:
+def test_undo(client, client_as, ep) -> None:
+    bob = client_as("bob", "operator")
     patch(client, ep, version=1, human_success=False, failure_reason="collision")
-    r = client.post(f"/api/episodes/{ep}/undo", json={"user": "bob", "version": 2})
+    r = bob.post(f"/api/episodes/{ep}/undo", json={"version": 2})
     assert r.status_code == 200 and r.json()["human_success"] is True and r.json()["failure_reason"] is None
     assert r.json()["version"] == 3
-    assert client.post(f"/api/episodes/{ep}/undo", json={"user": "bob"}).status_code == 409  # nothing left
+    assert bob.post(f"/api/episodes/{ep}/undo", json={}).status_code == 409  # nothing left
 
 
 def test_bulk_operations_trash_restore_and_purge(client, store, ep) -> None:
     other = record_episode(store, n=8)
     r = client.post(
         "/api/episodes/bulk",
-        json={"user": "a", "op": "annotate", "episode_ids": [ep, other], "changes": {"instruction": "stack"}},
+        json={"op": "annotate", "episode_ids": [ep, other], "changes": {"instruction": "stack"}},
     )
     assert r.json()["episode_ids"] == [ep, other]
     assert {e["instruction"] for e in client.get("/api/episodes").json()["data"]} == {"stack"}
-    r = client.post("/api/episodes/bulk", json={"user": "a", "op": "move", "episode_ids": [other], "dataset": "b"})
+    r = client.post("/api/episodes/bulk", json={"op": "move", "episode_ids": [other], "dataset": "b"})
     assert r.status_code == 200 and client.get(f"/api/episodes/{other}").json()["dataset"] == "b"
-    assert client.post("/api/episodes/bulk", json={"user": "a", "op": "purge", "episode_ids": [ep]}).status_code == 409
-    client.post("/api/episodes/bulk", json={"user": "a", "op": "trash", "episode_ids": [ep]})
+    assert client.post("/api/episodes/bulk", json={"op": "purge", "episode_ids": [ep]}).status_code == 409
+    client.post("/api/episodes/bulk", json={"op": "trash", "episode_ids": [ep]})
     assert [e["id"] for e in client.get("/api/episodes").json()["data"]] == [other]
     assert [e["id"] for e in client.get("/api/episodes?trashed=true").json()["data"]] == [ep]
-    r = client.post("/api/episodes/bulk", json={"user": "a", "op": "purge", "episode_ids": [ep]})
+    r = client.post("/api/episodes/bulk", json={"op": "purge", "episode_ids": [ep]})
     assert r.json()["episode_ids"] == [ep] and client.get(f"/api/episodes/{ep}").status_code == 404
-    bad = client.post("/api/episodes/bulk", json={"user": "a", "op": "annotate", "episode_ids": [other, 12345]})
+    bad = client.post("/api/episodes/bulk", json={"op": "annotate", "episode_ids": [other, 12345]})
     assert bad.status_code == 422 and "needs the changes" in bad.json()["detail"]
     bad = client.post(
         "/api/episodes/bulk",
-        json={"user": "a", "op": "annotate", "episode_ids": [other, 12345], "changes": {"notes": "x"}},
+        json={"op": "annotate", "episode_ids": [other, 12345], "changes": {"notes": "x"}},
     )
     assert bad.status_code == 404 and "12345" in bad.json()["detail"]
 
@@ -123,12 +123,12 @@ def test_bulk_operations_trash_restore_and_purge(client, store, ep) -> None:
 def test_trim_split_signals_and_quality(client, ep) -> None:
     sig = client.get(f"/api/episodes/{ep}/signals").json()
     assert len(sig["timestamps"]) == 12 and len(sig["action"][0]) == 2 and sig["action_names"] == ["a", "b"]
-    r = client.post(f"/api/episodes/{ep}/trim", json={"user": "a", "version": 1, "start": 2, "end": 9})
+    r = client.post(f"/api/episodes/{ep}/trim", json={"version": 1, "start": 2, "end": 9})
     assert r.status_code == 200, r.text
     (new,) = r.json()["episode_ids"]
     assert client.get(f"/api/episodes/{new}").json()["length"] == 8
-    assert client.post(f"/api/episodes/{new}/split", json={"user": "a", "at": 9}).status_code == 422
-    r = client.post(f"/api/episodes/{new}/split", json={"user": "a", "at": 3})
+    assert client.post(f"/api/episodes/{new}/split", json={"at": 9}).status_code == 422
+    r = client.post(f"/api/episodes/{new}/split", json={"at": 3})
     assert [client.get(f"/api/episodes/{i}").json()["length"] for i in r.json()["episode_ids"]] == [3, 5]
     flags = client.post(f"/api/episodes/{r.json()['episode_ids'][0]}/quality", json={}).json()["quality_flags"]
     assert "too_short" in flags
@@ -139,16 +139,16 @@ def test_trim_split_signals_and_quality(client, ep) -> None:
 def test_datasets_merge_snapshots_and_export(client, store, tmp_path: Path) -> None:
     a = record_episode(store, n=6, dataset="alpha")
     b = record_episode(store, n=6, dataset="beta")
-    assert client.post("/api/datasets/beta/merge", json={"user": "a", "into": "alpha"}).json() == {"moved": 1}
+    assert client.post("/api/datasets/beta/merge", json={"into": "alpha"}).json() == {"moved": 1}
     assert [d["name"] for d in client.get("/api/datasets").json()] == ["alpha"]
     patch(client, a, version=1, segments=[{"start": 0, "end": 2, "text": "reach"}])
-    r = client.post("/api/snapshots", json={"user": "a", "name": "alpha-v1", "dataset": "alpha"})
+    r = client.post("/api/snapshots", json={"name": "alpha-v1", "dataset": "alpha"})
     assert r.status_code == 201 and r.json()["episodes"] == [[a, 2], [b, 2]]  # b's version went up with the merge
-    assert client.post("/api/snapshots", json={"user": "a", "name": "alpha-v1", "dataset": "alpha"}).status_code == 409
+    assert client.post("/api/snapshots", json={"name": "alpha-v1", "dataset": "alpha"}).status_code == 409
     assert client.get("/api/snapshots/alpha-v1").json()["num_frames"] == 12
     assert client.get("/api/snapshots/nope").status_code == 404
     curation = client.app.state.curation
-    for body in ({"user": "a", "dataset": "alpha"}, {"user": "a", "snapshot": "alpha-v1"}):
+    for body in ({"dataset": "alpha"}, {"snapshot": "alpha-v1"}):
         job = client.post("/api/exports", json=body)
         assert job.status_code == 202, job.text
         done = curation.exports.wait(job.json()["id"], timeout=120)
@@ -156,8 +156,8 @@ def test_datasets_merge_snapshots_and_export(client, store, tmp_path: Path) -> N
         polled = client.get(f"/api/exports/{done.id}").json()
         assert polled["done"] == polled["total"] > 0
         assert (Path(polled["out_dir"]) / "meta" / "info.json").is_file()
-    assert client.post("/api/exports", json={"user": "a", "dataset": "nope"}).status_code == 404
-    assert client.post("/api/exports", json={"user": "a"}).status_code == 422
+    assert client.post("/api/exports", json={"dataset": "nope"}).status_code == 404
+    assert client.post("/api/exports", json={}).status_code == 422
 
 
 def test_vocabulary_and_openapi(client) -> None:

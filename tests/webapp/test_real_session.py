@@ -7,6 +7,7 @@ import json
 import time
 
 import pytest
+from auth_client import sign_in
 from fastapi.testclient import TestClient
 from helpers import FakeClock
 from ws_client import next_frame, next_text
@@ -23,16 +24,16 @@ def real_client(settings, store):
     # time a starved loop let them pass the 200 ms command timeout, and the wait for seq 15 hung).
     session = RobotSession(robot, store, clock=FakeClock())
     with TestClient(create_app(settings, session=session, store=store, ui=False)) as client:
-        yield client
+        yield sign_in(client, "alice", "operator")
     robot.close()
 
 
 def test_teleop_socket_and_recording_on_the_real_session(real_client):
     with real_client.websocket_connect("/ws/teleop") as ws:
-        ws.send_text(json.dumps({"type": "hello", "operator": "alice", "control": True}))
+        ws.send_text(json.dumps({"type": "hello", "control": True}))
         assert next_text(ws, "lease")["granted"]
         start = next_frame(ws)["state"]
-        real_client.post("/api/robot/recording/start", json={"operator": "alice", "dataset": "teleop"})
+        real_client.post("/api/robot/recording/start", json={"dataset": "teleop"})
         for seq in range(1, 16):
             ws.send_text(json.dumps({"type": "cmd", "seq": seq, "vx": 0, "vy": 0, "vz": 1.0, "yaw": 0, "gripper": 0}))
             time.sleep(1 / 30)

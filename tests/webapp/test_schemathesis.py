@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
+from auth_client import bearer
 from episode_factory import record_episode
 from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hypothesis_settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.python import asgi
 from schemathesis.specs.openapi.checks import response_schema_conformance
-
-from webapp import create_app
 
 CHECKS = [not_a_server_error, response_schema_conformance]
 
@@ -32,23 +31,25 @@ def _run_settings(max_examples: int) -> hypothesis_settings:
     )
 
 
-def auth_headers() -> dict[str, str]:
-    """What each generated request carries to be signed in. Anonymous until sign-in exists; then a session cookie
-    or an API token goes here, so that the run covers the operations behind the role checks."""
-    return {}
+def auth_headers(app) -> dict[str, str]:
+    """What each generated request carries to be signed in: a fresh admin API token (an admin may call every
+    operation, so the run covers the ones behind the role checks; fresh, because a generated DELETE
+    /api/auth/tokens/{id} may revoke an earlier one)."""
+    return bearer(app, "alice", "admin")
 
 
 @pytest.fixture
-def api_schema(settings, robot, store):
-    """The schema of an app with two recorded episodes, so generated ids 1 and 2 reach the real routes."""
+def api_schema(app, robot, store):
+    """The schema of an app with two recorded episodes, so generated ids 1 and 2 reach the real routes; the admin
+    holds the control lease, so the robot commands run too (until a generated lease break ends it)."""
     for _ in range(2):
         record_episode(store)
-    app = create_app(settings, session=robot, store=store, ui=False)
+    robot.acquire_lease("schemathesis", "alice")
     yield schemathesis.openapi.from_asgi("/openapi.json", app)  # starts the app's lifespan (the fake loop)
     asgi.shutdown_lifespans()  # schemathesis keeps a started app running until exit otherwise
 
 
-def _failures(schema, max_examples: int) -> dict[str, str]:
+def _failures(schema, app, max_examples: int) -> dict[str, str]:
     """{operation: first failure} over every operation of the schema.
 
     One loop rather than schemathesis' pytest integration (`from_fixture` + `parametrize`), which reads a pytest
@@ -60,7 +61,7 @@ def _failures(schema, max_examples: int) -> dict[str, str]:
         @_run_settings(max_examples)
         @given(case=operation.as_strategy())
         def check(case) -> None:
-            case.call_and_validate(headers=auth_headers(), checks=CHECKS)
+            case.call_and_validate(headers=auth_headers(app), checks=CHECKS)
 
         try:
             check()
@@ -69,12 +70,12 @@ def _failures(schema, max_examples: int) -> dict[str, str]:
     return failures
 
 
-def test_every_operation_answers_with_no_server_error_and_as_documented(api_schema) -> None:
-    failures = _failures(api_schema, max_examples=15)
+def test_every_operation_answers_with_no_server_error_and_as_documented(api_schema, app) -> None:
+    failures = _failures(api_schema, app, max_examples=15)
     assert not failures, "\n\n".join(f"{label}:\n{text}" for label, text in failures.items())
 
 
 @pytest.mark.slow
-def test_every_operation_answers_as_documented_many_examples(api_schema) -> None:
-    failures = _failures(api_schema, max_examples=300)
+def test_every_operation_answers_as_documented_many_examples(api_schema, app) -> None:
+    failures = _failures(api_schema, app, max_examples=300)
     assert not failures, "\n\n".join(f"{label}:\n{text}" for label, text in failures.items())

@@ -6,6 +6,7 @@ import json
 import time
 
 import pytest
+from auth_client import bearer
 from ws_client import next_frame, next_text
 
 from webapp.ws import MAX_ERRORS_PER_S, parse_message
@@ -26,7 +27,7 @@ def test_frames_carry_header_and_jpegs(client):
 
 def test_controller_moves_the_arm_and_latency_seq_is_reported(client):
     with client.websocket_connect("/ws/teleop") as ws:
-        ws.send_text(json.dumps({"type": "hello", "operator": "alice", "control": True}))
+        ws.send_text(json.dumps({"type": "hello", "control": True}))
         assert next_text(ws, "welcome")["cameras"] == ["front", "wrist"]
         assert next_text(ws, "lease") == {"type": "lease", "granted": True, "holder": "alice", "detail": "you control"}
         for seq in range(1, 8):
@@ -41,19 +42,20 @@ def test_controller_moves_the_arm_and_latency_seq_is_reported(client):
 
 
 def test_second_client_cannot_take_the_lease_and_socket_close_releases_it(client, robot):
+    as_bob, as_carol = (bearer(client.app, name, "operator") for name in ("bob", "carol"))
     with client.websocket_connect("/ws/teleop") as first:
-        first.send_text(json.dumps({"type": "hello", "operator": "alice", "control": True}))
+        first.send_text(json.dumps({"type": "hello", "control": True}))
         assert next_text(first, "lease")["granted"]
-        with client.websocket_connect("/ws/teleop") as second:
-            second.send_text(json.dumps({"type": "hello", "operator": "bob", "control": True}))
+        with client.websocket_connect("/ws/teleop", headers=as_bob) as second:
+            second.send_text(json.dumps({"type": "hello", "control": True}))
             refused = next_text(second, "lease")
             assert refused["granted"] is False and refused["holder"] == "alice"
             second.send_text(cmd(1, vx=1.0))  # a viewer's command is refused, not applied
             assert next_text(second, "lease")["granted"] is False
     # Both sockets closed: the lease is free again and the arm holds (no controller, no commands applied).
     assert robot.status()["controller"] is None
-    with client.websocket_connect("/ws/teleop") as third:
-        third.send_text(json.dumps({"type": "hello", "operator": "carol", "control": True}))
+    with client.websocket_connect("/ws/teleop", headers=as_carol) as third:
+        third.send_text(json.dumps({"type": "hello", "control": True}))
         assert next_text(third, "lease")["granted"]
         third.send_text(json.dumps({"type": "release"}))
         assert next_text(third, "lease")["granted"] is False
@@ -71,7 +73,7 @@ def ticks_later(robot, n: int = 2, timeout: float = 10.0) -> None:
 
 def test_arm_holds_when_commands_stop(client, robot, clock):
     with client.websocket_connect("/ws/teleop") as ws:
-        ws.send_text(json.dumps({"type": "hello", "operator": "alice", "control": True}))
+        ws.send_text(json.dumps({"type": "hello", "control": True}))
         next_text(ws, "lease")
         ws.send_text(cmd(1, vy=1.0))
         while next_frame(ws)["last_command_seq"] != 1:
@@ -99,7 +101,7 @@ HOSTILE = [
     ('{"type": "cmd", "seq": 1, "sudo": 1}', "Extra inputs"),
     ('{"type": "launch"}', "tag"),
     ("[1, 2, 3]", "(?i)dict|object"),
-    ('{"type": "hello", "operator": "<script>"}', "pattern"),
+    ('{"type": "hello", "operator": "alice"}', "Extra inputs"),  # identity comes from the session
     ('{"type": "cmd", "seq": 1, "speed": 0}', "greater than"),
 ]
 
@@ -112,7 +114,7 @@ def test_parse_message_rejects(text, reason):
 
 def test_hostile_messages_get_errors_and_the_loop_carries_on(client, robot):
     with client.websocket_connect("/ws/teleop") as ws:
-        ws.send_text(json.dumps({"type": "hello", "operator": "alice", "control": True}))
+        ws.send_text(json.dumps({"type": "hello", "control": True}))
         next_text(ws, "lease")
         tick = next_frame(ws)["tick"]
         for text, _ in HOSTILE[:6]:

@@ -1,9 +1,13 @@
-"""The REST API: one router per resource, collected here and mounted under /api."""
+"""The REST API: one router per resource, collected here and mounted under /api. Every route passes the one guard
+(webapp.permissions.authorize: sign-in, role, CSRF, control lease) and documents its 401 and 403."""
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
-from webapp.routers import datasets, episodes, exports, labeling, robot, snapshots
+from webapp.errors import error_responses
+from webapp.permissions import API_PREFIX, authorize
+from webapp.routers import audit, auth, datasets, episodes, exports, labeling, robot, snapshots, users
 
-api_router = APIRouter(prefix="/api")
-for resource in (robot, episodes, labeling, datasets, snapshots, exports):
-    api_router.include_router(resource.router)
+RESOURCE_ROUTERS = [r.router for r in (robot, episodes, labeling, datasets, snapshots, exports, auth, users, audit)]
+api_router = APIRouter(prefix=API_PREFIX, dependencies=[Depends(authorize)], responses=error_responses(401, 403))
+for resource_router in RESOURCE_ROUTERS:
+    api_router.include_router(resource_router)

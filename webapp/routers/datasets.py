@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from webapp.deps import CurationDep
+from backend.services.audit import Action
+from webapp.deps import AuditDep, CurationDep, CurrentUserDep
 from webapp.errors import error_responses
 from webapp.schemas import DatasetOut, MergedOut, MergeIn, NamePath
 
@@ -18,6 +19,8 @@ def list_datasets(curation: CurationDep) -> list[DatasetOut]:
 
 
 @router.post("/{name}/merge", responses=error_responses(404))
-def merge(name: NamePath, body: MergeIn, curation: CurationDep) -> MergedOut:
+def merge(name: NamePath, body: MergeIn, curation: CurationDep, user: CurrentUserDep, audit: AuditDep) -> MergedOut:
     """Move every episode of `name` into `into` (created if missing) and delete `name`."""
-    return MergedOut(moved=curation.annotations.merge_datasets(name, body.into, user=body.user))
+    moved = curation.annotations.merge_datasets(name, body.into, user=user.name)
+    audit(Action.EPISODES_BULK, "dataset", name, op="merge", into=body.into, moved=moved)
+    return MergedOut(moved=moved)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from webapp.deps import CurationDep
+from backend.services.audit import Action
+from webapp.deps import AuditDep, CurationDep, CurrentUserDep
 from webapp.errors import error_responses
 from webapp.schemas import ExportIn, ExportJobOut, IdPath
 
@@ -12,10 +13,12 @@ router = APIRouter(prefix="/exports", tags=["exports"])
 
 
 @router.post("", status_code=202, responses=error_responses(404))
-def start_export(body: ExportIn, curation: CurationDep) -> ExportJobOut:
+def start_export(body: ExportIn, curation: CurationDep, user: CurrentUserDep, audit: AuditDep) -> ExportJobOut:
     """Export a dataset or a snapshot to LeRobot v3.0 under <data dir>/exports/; poll the job for progress."""
     kind, name = body.target()
-    return ExportJobOut.model_validate(curation.exports.submit(kind=kind, name=name, user=body.user))
+    job = curation.exports.submit(kind=kind, name=name, user=user.name)
+    audit(Action.EXPORT_START, kind, name, job=job.id)
+    return ExportJobOut.model_validate(job)
 
 
 @router.get("")

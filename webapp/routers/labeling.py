@@ -11,9 +11,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException
 
+from backend.services.audit import Action
 from storage.episode_query import SortKey, SuccessLabel
 from storage.models import EpisodeSource, FailureReason, QualityFlagName
-from webapp.deps import CurationDep
+from webapp.deps import AuditDep, CurationDep, CurrentUserDep
 from webapp.errors import error_responses
 from webapp.schemas import (
     SQL_INT_MAX,
@@ -32,6 +33,7 @@ from webapp.schemas import (
 )
 
 router = APIRouter(tags=["labeling"])
+BULK_ACTIONS = {"trash": Action.EPISODE_TRASH, "purge": Action.EPISODE_PURGE}  # the rest: Action.EPISODES_BULK
 
 # Every edit of one episode: unknown episode 404, moved since `version` 409.
 EDIT_ERRORS = error_responses(
@@ -57,11 +59,16 @@ def annotate(
     episode_id: IdPath,
     body: AnnotationPatchIn,
     curation: CurationDep,
+    user: CurrentUserDep,
+    audit: AuditDep,
     if_match: Annotated[str | None, Header()] = None,
 ) -> EpisodePublic:
     """Change the instruction, paraphrases, segments, verdict, failure reason or notes (only the fields sent)."""
     version = _version(body.version, if_match)
-    return to_public(curation.annotate(episode_id, body.changes(), user=body.user, version=version))
+    changes = body.changes()
+    episode = curation.annotate(episode_id, changes, user=user.name, version=version)
+    audit(Action.EPISODE_EDIT, "episode", episode_id, op="annotate", fields=sorted(changes), version=episode.version)
+    return to_public(episode)
 
 
 @router.get("/episodes/{episode_id}/history", responses=error_responses(404))
@@ -71,31 +78,43 @@ def history(episode_id: IdPath, curation: CurationDep) -> list[EventOut]:
 
 
 @router.post("/episodes/{episode_id}/undo", responses=EDIT_ERRORS)
-def undo(episode_id: IdPath, body: UndoIn, curation: CurationDep) -> EpisodePublic:
+def undo(
+    episode_id: IdPath, body: UndoIn, curation: CurationDep, user: CurrentUserDep, audit: AuditDep
+) -> EpisodePublic:
     """Revert the newest change not yet undone (recorded as a new change)."""
-    return to_public(curation.undo(episode_id, user=body.user, version=body.version))
+    episode = curation.undo(episode_id, user=user.name, version=body.version)
+    audit(Action.EPISODE_EDIT, "episode", episode_id, op="undo", version=episode.version)
+    return to_public(episode)
 
 
 @router.post("/episodes/{episode_id}/trim", responses=EDIT_ERRORS)
-def trim(episode_id: IdPath, body: TrimIn, curation: CurationDep) -> EpisodeIdsOut:
+def trim(
+    episode_id: IdPath, body: TrimIn, curation: CurationDep, user: CurrentUserDep, audit: AuditDep
+) -> EpisodeIdsOut:
     """Keep frames start..end as a new episode; the original goes to the trash."""
-    return EpisodeIdsOut(
-        episode_ids=curation.trim(episode_id, body.start, body.end, user=body.user, version=body.version)
-    )
+    new_ids = curation.trim(episode_id, body.start, body.end, user=user.name, version=body.version)
+    audit(Action.EPISODE_EDIT, "episode", episode_id, op="trim", start=body.start, end=body.end, new=new_ids)
+    return EpisodeIdsOut(episode_ids=new_ids)
 
 
 @router.post("/episodes/{episode_id}/split", responses=EDIT_ERRORS)
-def split(episode_id: IdPath, body: SplitIn, curation: CurationDep) -> EpisodeIdsOut:
+def split(
+    episode_id: IdPath, body: SplitIn, curation: CurationDep, user: CurrentUserDep, audit: AuditDep
+) -> EpisodeIdsOut:
     """Split before frame `at` into two new episodes; the original goes to the trash."""
-    return EpisodeIdsOut(episode_ids=curation.split(episode_id, body.at, user=body.user, version=body.version))
+    new_ids = curation.split(episode_id, body.at, user=user.name, version=body.version)
+    audit(Action.EPISODE_EDIT, "episode", episode_id, op="split", at=body.at, new=new_ids)
+    return EpisodeIdsOut(episode_ids=new_ids)
 
 
 @router.post("/episodes/bulk", responses=EDIT_ERRORS)
-def bulk(body: BulkIn, curation: CurationDep) -> EpisodeIdsOut:
+def bulk(body: BulkIn, curation: CurationDep, user: CurrentUserDep, audit: AuditDep) -> EpisodeIdsOut:
     """One operation on a selection, all or nothing: annotate (set instruction / label / ...), move to a
     dataset, trash, restore, or purge (only from the trash, never an episode a snapshot holds)."""
     changes = body.changes.changes() if body.changes is not None else None
-    changed = curation.bulk(body.op, body.episode_ids, user=body.user, changes=changes, dataset=body.dataset)
+    changed = curation.bulk(body.op, body.episode_ids, user=user.name, changes=changes, dataset=body.dataset)
+    action = BULK_ACTIONS.get(body.op, Action.EPISODES_BULK)
+    audit(action, "episodes", None, op=body.op, episode_ids=changed, fields=sorted(changes or {}), dataset=body.dataset)
     return EpisodeIdsOut(episode_ids=changed)
 
 
@@ -106,9 +125,10 @@ def signals(episode_id: IdPath, curation: CurationDep) -> SignalsOut:
 
 
 @router.post("/episodes/{episode_id}/quality", responses=error_responses(404))
-def recompute_quality(episode_id: IdPath, curation: CurationDep) -> EpisodePublic:
+def recompute_quality(episode_id: IdPath, curation: CurationDep, audit: AuditDep) -> EpisodePublic:
     """Recompute the episode's quality flags with the current rules."""
     curation.store.recompute_quality([episode_id])
+    audit(Action.EPISODE_EDIT, "episode", episode_id, op="quality")
     return to_public(curation.store.get_episode(episode_id))
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException
 
+from backend.services.audit import Action
 from storage.episode_query import EpisodeQuery
-from webapp.deps import CurationDep
+from webapp.deps import AuditDep, CurationDep, CurrentUserDep
 from webapp.errors import error_responses
 from webapp.schemas import SQL_INT_MAX, NamePath, SnapshotIn, SnapshotOut
 
@@ -18,17 +19,18 @@ def list_snapshots(curation: CurationDep) -> list[SnapshotOut]:
 
 
 @router.post("", status_code=201, responses=error_responses(404, 409, described={409: "the name is taken"}))
-def create_snapshot(body: SnapshotIn, curation: CurationDep) -> SnapshotOut:
+def create_snapshot(body: SnapshotIn, curation: CurationDep, user: CurrentUserDep, audit: AuditDep) -> SnapshotOut:
     """Freeze the live episodes of a dataset (all, those with one label, or exactly the ids given) with the
     annotation version of each. Snapshots are immutable."""
     snap = curation.snapshots.create(
         body.name,
         body.dataset,
-        user=body.user,
+        user=user.name,
         description=body.description,
         query=EpisodeQuery(success=body.success),
         episode_ids=body.episode_ids,
     )
+    audit(Action.SNAPSHOT_CREATE, "snapshot", snap.id, name=snap.name, dataset=snap.dataset)
     return SnapshotOut.model_validate(snap)
 
 
