@@ -9,7 +9,8 @@ GETs (/api/robot/status at `--get-rps`, with an API token):
 - the loop's ticks/s and dropped ticks, read from the frame headers the viewer receives (tick, counters);
 - the viewer's frames/s and its longest gap between two frames (a stalled stream shows here);
 - what the flood got back (status codes, or the connection closed under it) and the GETs' latency p50/p95.
-Writes bench/results/flood.json with the machine it ran on.
+Two servers side by side in one run: the default 1 MiB body limit, and the limit lifted (VLA_MAX_BODY_BYTES=1 GiB,
+how every version before the limit behaved). Writes bench/results/flood.json with the machine it ran on.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import struct
 import sys
 import tempfile
@@ -105,16 +107,8 @@ def small_get(host: str, port: int, token: str, latencies_ms: list[float]) -> No
         conn.close()
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=15.0, help="per phase")
-    parser.add_argument("--oversized-rps", type=float, default=2.0)
-    parser.add_argument("--body-mb", type=float, default=17.0)
-    parser.add_argument("--get-rps", type=float, default=50.0)
-    parser.add_argument("--image-size", type=int, default=224)
-    args = parser.parse_args(argv)
-    # A bulk edit padded to the size asked for: valid JSON, so only a size limit can refuse it early.
-    body = json.dumps({"op": "trash", "episode_ids": [1], "pad": " " * int(args.body_mb * 2**20)}).encode()
+def run_scenario(args, body: bytes) -> dict:
+    """One server: a quiet phase, then the flood; the viewer's figures for both."""
     with (
         tempfile.TemporaryDirectory(prefix="bench_flood_") as tmp,
         run_server(Path(tmp) / "data", image_size=args.image_size) as server,
@@ -145,8 +139,7 @@ def main(argv: list[str] | None = None) -> dict:
         flood = viewer.window(t_flood, time.monotonic())
         viewer.stop.set()
         viewer.join(timeout=5)
-    result = {
-        "config": vars(args) | {"body_bytes": len(body)},
+    return {
         "quiet": quiet,
         "flood": flood
         | {
@@ -155,6 +148,33 @@ def main(argv: list[str] | None = None) -> dict:
             "status_get_ms_p50": round(percentile(latencies, 50, empty=float("nan")), 1),
             "status_get_ms_p95": round(percentile(latencies, 95, empty=float("nan")), 1),
         },
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=15.0, help="per phase")
+    parser.add_argument("--oversized-rps", type=float, default=2.0)
+    parser.add_argument("--body-mb", type=float, default=17.0)
+    parser.add_argument("--get-rps", type=float, default=50.0)
+    parser.add_argument("--image-size", type=int, default=224)
+    args = parser.parse_args(argv)
+    # A bulk edit padded to the size asked for: valid JSON, so only a size limit can refuse it early.
+    body = json.dumps({"op": "trash", "episode_ids": [1], "pad": " " * int(args.body_mb * 2**20)}).encode()
+    # Side by side in one run: the product as shipped (1 MiB body limit) and the same server with the limit lifted,
+    # which is what every earlier version did (no limit: the 17 MB body was read and parsed).
+    scenarios = {}
+    for name, limit in (("body limit 1 MiB (default)", None), ("no body limit", str(2**30))):
+        if limit is None:
+            os.environ.pop("VLA_MAX_BODY_BYTES", None)
+        else:
+            os.environ["VLA_MAX_BODY_BYTES"] = limit
+        scenarios[name] = run_scenario(args, body)
+        print(name, json.dumps(scenarios[name]), flush=True)
+    os.environ.pop("VLA_MAX_BODY_BYTES", None)
+    result = {
+        "config": vars(args) | {"body_bytes": len(body)},
+        "scenarios": scenarios,
         "goals": {"loop_ticks_per_s_min": 29.0, "dropped_ticks": 0},
     }
     print(json.dumps(result, indent=2))

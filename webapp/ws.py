@@ -68,6 +68,7 @@ log = logging.getLogger(__name__)
 router = APIRouter()
 
 MAX_MESSAGE_BYTES = 4096
+CREDENTIAL_CHECK_S = 1.0  # how often an open socket re-checks its session or token (disable/reset end it)
 MAX_ERRORS_PER_S = 20
 MAX_MESSAGES_PER_S = 300
 POLICY_VIOLATION = 1008
@@ -192,6 +193,17 @@ class _Connection:
         await self.send_json({"type": "error", "detail": detail})
         return False
 
+    async def watch_credentials(self, every_s: float) -> None:
+        """Close the socket once its credentials stop being valid (the user disabled, the password reset, the token
+        revoked, the session expired): the sign-in check a REST call makes on every request, here every `every_s`."""
+        while True:
+            await asyncio.sleep(every_s)
+            caller = await asyncio.to_thread(get_caller, self.ws)  # a database read: off the event loop
+            if caller.user is None or caller.user.name != self.user.name:
+                log.info("ws %s: %s's credentials ended, closing", self.client_id, self.user.name)
+                await self.ws.close(code=POLICY_VIOLATION, reason="signed out")
+                return
+
     async def send_frames(self) -> None:
         sub = self.robot.subscribe()
         try:
@@ -299,10 +311,12 @@ async def teleop_socket(ws: WebSocket, robot: RobotSessionDep) -> None:
     await ws.accept()
     conn = _Connection(ws, robot, user, Auditor(get_auth(ws).audit, user.name, client_address(ws)))
     sender = asyncio.create_task(conn.send_frames())
+    watcher = asyncio.create_task(conn.watch_credentials(CREDENTIAL_CHECK_S))
     try:
         await conn.receive()
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:
         sender.cancel()
+        watcher.cancel()
         await conn.release("disconnected")  # the arm holds still from here on

@@ -51,7 +51,9 @@ def test_dashboard_loads_every_file_and_throws_nothing(server, browser):
     page.get_by_role("tab", name="Users").click()
     page.wait_for_selector("#vla-users-rows tr[data-user='admin']", timeout=10_000)
     page.get_by_role("tab", name="Audit").click()
-    page.wait_for_function("document.getElementById('vla-audit-page').dataset.count > 0", timeout=10_000)
+    page.wait_for_function(  # the page may not be built yet when the tab opens: wait for it, then for its rows
+        "(document.getElementById('vla-audit-page')?.dataset.count ?? 0) > 0", timeout=10_000
+    )
     page.wait_for_timeout(1000)  # late requests (thumbnails, Gradio's own) still count
     assert not refused, refused
     assert not errors, errors

@@ -210,3 +210,21 @@ def test_state_changes_leave_audit_rows(client, client_as, app, robot, store) ->
     csv = client.get("/api/audit.csv", params={"actor": "alice"})
     assert csv.headers["content-type"].startswith("text/csv") and "estop.engage" in csv.text
     assert client_as("olga", "operator").get("/api/audit").status_code == 403
+
+
+def test_an_open_socket_of_a_disabled_user_is_closed(client, client_as, monkeypatch) -> None:
+    """Disabling a user ends their WebSocket too, not only their next REST call (the socket re-checks its session)."""
+    import webapp.ws
+
+    monkeypatch.setattr(webapp.ws, "CREDENTIAL_CHECK_S", 0.05)
+    bob = client_as("bob", "operator")
+    with bob.websocket_connect("/ws/teleop") as ws:
+        ws.send_text(json.dumps({"type": "hello", "control": True}))
+        assert next_text(ws, "lease")["granted"]
+        assert client.post("/api/users/bob/disable", json={}).json()["user"]["active"] is False
+        for _ in range(300):  # ~10 s of frames; the check runs every 50 ms (a socket left open fails below)
+            message = ws.receive()
+            if message["type"] == "websocket.close":
+                break
+        assert message["type"] == "websocket.close" and message["code"] == 1008
+    assert client.get("/api/robot/status").json()["controller"] is None  # the lease went with the socket
