@@ -27,10 +27,13 @@ class MeOut(BaseModel):
     name: str
     role: Role
     permissions: list[str]
+    has_password: bool = Field(description="false after a one-time sign-in link: set one with POST /api/auth/password")
 
     @classmethod
     def of(cls, user: UserInfo) -> MeOut:
-        return cls(name=user.name, role=user.role, permissions=permissions_of(user.role))
+        return cls(
+            name=user.name, role=user.role, permissions=permissions_of(user.role), has_password=user.has_password
+        )
 
 
 class SignInOut(BaseModel):
@@ -39,7 +42,9 @@ class SignInOut(BaseModel):
 
 
 class PasswordIn(_In):
-    current: str = Password
+    current: str | None = Field(
+        None, min_length=1, max_length=MAX_PASSWORD_LEN, description="required once the user has a password"
+    )
     new: str = Password
 
 
@@ -65,7 +70,6 @@ class UserOut(MeOut):
     active: bool
     created_at: datetime
     last_sign_in_at: datetime | None
-    has_password: bool
 
     @classmethod
     def of(cls, user: UserInfo) -> UserOut:
@@ -74,7 +78,6 @@ class UserOut(MeOut):
             active=user.active,
             created_at=user.created_at,
             last_sign_in_at=user.last_sign_in_at,
-            has_password=user.has_password,
         )
 
 

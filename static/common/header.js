@@ -16,6 +16,23 @@ async function signOut() {
   }
 }
 
+/** The first-start admin signed in by the one-time link has no password yet: ask for one (twice) and set it. */
+async function setFirstPassword(buttonEl) {
+  const first = window.prompt("Choose a password (you will sign in with it from now on):");
+  if (!first) return;
+  if (window.prompt("The same password again:") !== first) {
+    window.alert("The two passwords differ; nothing was changed.");
+    return;
+  }
+  try {
+    await api("POST", "auth/password", { new: first }); // the server sets a fresh session and CSRF cookie
+    buttonEl.remove();
+    window.alert("Password set.");
+  } catch (e) {
+    window.alert(`The password was not set: ${e.message}`);
+  }
+}
+
 function build(root) {
   const who = h("span", { id: "vla-whoami", class: "vla-whoami" }, "…");
   root.append(who, button("Sign out", signOut, { id: "vla-signout", class: "vla-signout" }));
@@ -23,6 +40,11 @@ function build(root) {
     who.textContent = `Signed in as ${u.name} (${u.role})`;
     who.dataset.name = u.name;
     who.dataset.role = u.role;
+    if (u.has_password === false) {
+      const set = button("Set a password", () => setFirstPassword(set), { id: "vla-set-password" });
+      set.title = "you signed in with the one-time link; without a password you cannot sign in again";
+      root.insertBefore(set, who.nextSibling);
+    }
   });
 }
 

@@ -49,6 +49,12 @@ def test_newcomer_admin_operator_and_manager(fresh, browser):
     admin.wait_for_selector('#vla-whoami[data-name="admin"][data-role="admin"]', timeout=30_000)
     assert "Signed in as admin (admin)" in admin.inner_text("#vla-header")
 
+    # Signed in by the link, the admin has no password yet: the header offers to set one (two prompts, an alert).
+    admin.on("dialog", lambda d: d.accept("the admin's own password") if d.type == "prompt" else d.accept())
+    admin.click("#vla-set-password")
+    admin.wait_for_selector("#vla-set-password", state="detached", timeout=10_000)
+    assert admin.evaluate("fetch('/api/auth/me').then((r) => r.json())")["has_password"] is True
+
     # On the Users page the admin adds an operator and a manager; each password is shown once.
     admin.get_by_role("tab", name="Users").click()
     admin.wait_for_selector('#vla-users-rows tr[data-user="admin"]', timeout=10_000)

@@ -157,6 +157,22 @@ def test_the_one_time_link_signs_in_once(app) -> None:
         assert again.get(f"/signin/link?token={link.secret}", follow_redirects=False).status_code == 401
 
 
+def test_the_first_start_admin_sets_a_password_without_a_current_one(app) -> None:
+    """ensure_admin() makes `admin` with no password; after the link they set one, and then it is needed."""
+    link = app.state.auth.users.ensure_admin()
+    with TestClient(app) as c:
+        c.get(f"/signin/link?token={link.secret}", follow_redirects=False)
+        assert c.get("/api/auth/me").json()["has_password"] is False
+        headers = {"X-CSRF-Token": c.cookies.get("vla_csrf")}
+        r = c.post("/api/auth/password", json={"new": "a new admin password"}, headers=headers)
+        assert r.status_code == 200 and r.json()["user"]["has_password"] is True
+        headers = {"X-CSRF-Token": r.json()["csrf_token"]}
+        assert c.post("/api/auth/password", json={"new": "another one"}, headers=headers).status_code == 403
+    with TestClient(app) as fresh:
+        r = fresh.post("/api/auth/signin", json={"name": "admin", "password": "a new admin password"})
+        assert r.status_code == 200
+
+
 def test_the_dashboard_sends_anonymous_visitors_to_the_sign_in_page(settings, robot, store, auth) -> None:
     from webapp import create_app
 

@@ -67,11 +67,17 @@ def change_password(
     auth: AuthDep,
     address: AddressDep,
 ) -> SignInOut:
-    """Change one's own password: every other session ends; this one gets a fresh session (and CSRF token)."""
-    try:  # checked (and throttled) like a sign-in; the audit log shows it as one
-        auth.users.authenticate(user.name, body.current, address=address)
-    except InvalidCredentials:
-        raise HTTPException(403, "the current password is wrong") from None
+    """Change one's own password: every other session ends; this one gets a fresh session (and CSRF token).
+
+    A user without a password yet (the first-start admin, signed in by the one-time link) sets one without
+    `current`; everyone else proves the current one."""
+    if user.has_password:
+        if body.current is None:
+            raise HTTPException(403, "give your current password as 'current'")
+        try:  # checked (and throttled) like a sign-in; the audit log shows it as one
+            auth.users.authenticate(user.name, body.current, address=address)
+        except InvalidCredentials:
+            raise HTTPException(403, "the current password is wrong") from None
     updated = auth.users.reset_password(user.name, body.new, actor=user.name, address=address)
     if caller.via == "cookie":
         return start_session(response, request, auth, updated)
