@@ -6,3 +6,10 @@ ACTION_IS_PAD = "action_is_pad"  # bool (B, T): True where the chunk step lies p
 # Files of a saved policy folder next to config.json / model.safetensors / the tokenizer files.
 TRAINING_METADATA_FILE = "training_metadata.json"  # written by the trainer (dataset, steps, metrics, calibration)
 NORMALIZATION_FILE = "normalization.json"  # human-readable copy of the stats (the buffers in model.safetensors rule)
+
+
+def grounding_key(camera: str) -> str:
+    """Batch key of a training-only signal: float (B, 2), the instructed object's centre in that camera's image,
+    (x, y) in [-1, 1] (x right, y down), NaN where unknown or out of view. The sim records it; real robot data
+    lacks it and simply trains without the grounding loss (see VLATinyConfig.grounding_loss_weight)."""
+    return f"grounding.{camera}.xy"

@@ -58,7 +58,7 @@ from transformers.models.resnet.modeling_resnet import ResNetConvLayer
 
 from storage.features import ACTION, OBS_STATE, TASK, image_key
 from vla_core.attention import attention_rollout, normalize_maps
-from vla_core.constants import ACTION_IS_PAD, NORMALIZATION_FILE
+from vla_core.constants import ACTION_IS_PAD, NORMALIZATION_FILE, grounding_key
 from vla_core.policies import register_policy
 from vla_core.policies.base import PolicyOutput
 from vla_core.policies.temporal_ensembler import TemporalEnsembler
@@ -611,6 +611,9 @@ class VLATinyPolicy(PreTrainedModel):
             w = w * keep.unsqueeze(-1)
         w = w.unsqueeze(-1)  # (K, B, T, 1)
         loss = (err * w).sum() / (w.sum() * A).clamp_min(1.0)
+        grounding = self._grounding_loss(out, batch)
+        if grounding is not None:
+            loss = loss + c.grounding_loss_weight * grounding
         with torch.no_grad():
             mean_err = (pred.mean(0) - target).abs() * valid.unsqueeze(-1)  # (B, T, A)
             n = valid.sum().clamp_min(1.0)
@@ -618,7 +621,33 @@ class VLATinyPolicy(PreTrainedModel):
             info = {"loss": float(loss), "l1": float(per_dim.mean())}
             info.update({f"l1_{i}": float(v) for i, v in enumerate(per_dim)})
             info["spread"] = float(pred.std(0, unbiased=False).mean()) if K > 1 else 0.0
+            if grounding is not None:
+                info["grounding"] = float(grounding)
         return loss, info
+
+    def _grounding_loss(self, out: dict[str, Any], batch: dict[str, Any]) -> torch.Tensor | None:
+        """Cross-entropy of the shown map against the instructed object's position (see the config); None when the
+        batch carries no grounding signal or the weight is 0."""
+        if self.config.grounding_loss_weight <= 0:
+            return None
+        img0, n = 1 + out["n_words"], self.n_img
+        cross = torch.stack([w.mean(1) for w in out["cross_attn"]]).mean(0).mean(1)  # (B, N) as in _predict
+        sigma2 = (self.config.grounding_sigma * 2 / max(1, self.grid - 1)) ** 2  # cells -> [-1, 1] units
+        terms = []
+        for i, cam in enumerate(self.cameras):
+            xy = batch.get(grounding_key(cam))
+            if xy is None:
+                continue
+            xy = torch.as_tensor(xy, dtype=torch.float32, device=cross.device)  # (B, 2)
+            known = torch.isfinite(xy).all(-1)  # (B,)
+            if not bool(known.any()):
+                continue
+            d2 = (self.patch_xy.unsqueeze(0) - xy[known].unsqueeze(1)).pow(2).sum(-1)  # (b, g*g)
+            target = torch.softmax(-d2 / (2 * sigma2), -1)
+            a = cross[known, img0 + i * n : img0 + (i + 1) * n]
+            p = a / a.sum(-1, keepdim=True).clamp_min(1e-12)
+            terms.append(-(target * p.clamp_min(1e-8).log()).sum(-1).mean())
+        return torch.stack(terms).mean() if terms else None
 
     def _action_offset(self, state: torch.Tensor, actions: torch.Tensor) -> torch.Tensor | None:
         """(B, 1, A): the state's first `relative_action_dims` entries, zeros elsewhere; None when absolute."""
