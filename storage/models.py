@@ -313,3 +313,86 @@ class AuditEvent(Base):
     object_id: Mapped[str | None] = mapped_column(String(128))  # an id or a name, as text
     address: Mapped[str | None] = mapped_column(String(64))  # client IP, or "cli"
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+# -- jobs and the model registry (migration 0004) --------------------------------------------------------------------
+class JobStatus(enum.StrEnum):
+    """A job's life: queued -> running -> succeeded | failed | cancelled; failed and cancelled can be queued again
+    (retry, resume), and a running job whose worker stopped sending heartbeats goes back to queued."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class Job(Base):
+    """Work done by a worker process, never by the web server: training, evaluation, exports.
+
+    ``kind`` is free text checked by the job runner's registry (a new kind needs no migration). A worker claims
+    a queued job atomically, writes ``heartbeat_at`` while it runs and polls ``cancel_requested``. ``result``
+    holds references (a model id, an export file, a report), never large data.
+    """
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_status_id", "status", "id"), {"sqlite_autoincrement": True})
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    status: Mapped[JobStatus] = mapped_column(_str_enum(JobStatus, "job_status", 16), default=JobStatus.QUEUED)
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    progress: Mapped[float] = mapped_column(default=0.0)  # 0..1
+    message: Mapped[str | None] = mapped_column(String(255))  # what it is doing now ("step 1200/3000")
+    created_by: Mapped[str | None] = mapped_column(String(NAME_MAX_LEN), index=True)  # a user name
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    started_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+    heartbeat_at: Mapped[datetime | None] = mapped_column()
+    worker: Mapped[str | None] = mapped_column(String(128))  # "host:pid" of the worker running it
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # claims so far (a re-queued job counts again)
+    cancel_requested: Mapped[bool] = mapped_column(default=False)
+    log_path: Mapped[str | None] = mapped_column(String(1024))
+    error: Mapped[str | None] = mapped_column(Text)
+    result: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class ModelStage(enum.StrEnum):
+    """Where a registered model stands: production is the default for rollouts (one per model name)."""
+
+    CANDIDATE = "candidate"
+    PRODUCTION = "production"
+    ARCHIVED = "archived"
+
+
+class RegisteredModel(Base):
+    """One version of a trained policy, its files (with sha256 checksums) and where it came from.
+
+    Lineage: ``parent_id`` (the model it was fine-tuned from), ``snapshot_id`` (the frozen data it was trained on),
+    ``job_id`` (the job that made it). Files live under the data directory at ``path``; ``files`` maps each
+    relative path to its sha256, so a missing or altered file is reported instead of loaded.
+    """
+
+    __tablename__ = "models"
+    __table_args__ = (
+        Index("uq_models_name_version", "name", "version", unique=True),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_MAX_LEN), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    policy_type: Mapped[str] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(String(1024))
+    files: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {relative path: sha256 hex}
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)  # the policy config (for diffs)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("models.id", ondelete="SET NULL"), index=True)
+    snapshot_id: Mapped[int | None] = mapped_column(ForeignKey("snapshots.id", ondelete="SET NULL"), index=True)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), index=True)
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)  # val_loss, success, interval, threshold, ...
+    stage: Mapped[ModelStage] = mapped_column(
+        _str_enum(ModelStage, "model_stage", 16), default=ModelStage.CANDIDATE, index=True
+    )
+    notes: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str | None] = mapped_column(String(NAME_MAX_LEN))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

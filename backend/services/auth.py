@@ -14,7 +14,9 @@ What the web layer calls (identity always comes from here, never from a request 
     user = auth.tokens.resolve(bearer)                     # None: unknown, revoked or its user disabled
 
 A session is "user id . session epoch . expiry . HMAC". Disabling a user or changing the password bumps the
-user's epoch in the database, so every session issued before fails resolve() on its next request. Nothing here
+user's epoch in the database, so every session issued before fails resolve() on its next request. resolve() keeps
+what it found for CREDENTIAL_TTL_S (credential_cache.py); this process's own changes clear that at once, another
+process's (the users CLI) take effect within it. Nothing here
 logs a password, a token or a link secret (tests/backend/test_auth.py captures every log record to check).
 """
 
@@ -40,6 +42,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.services.audit import Action, AuditService
+from backend.services.credential_cache import CREDENTIAL_TTL_S, CredentialCache
 from storage.episode_meta import validate_name
 from storage.errors import ConflictError, NotFoundError
 from storage.models import NAME_MAX_LEN, ApiToken, Role, User
@@ -244,8 +247,10 @@ class UserService:
         hasher: PasswordHasher | None = None,
         throttle: SignInThrottle | None = None,
         link_ttl_s: float = 3600.0,
+        credentials: CredentialCache | None = None,
     ) -> None:
         self._sf, self._audit, self._clock = session_factory, audit, clock
+        self._credentials = credentials  # cleared on every change, so a disabled user is out at once
         self._hasher = hasher or PasswordHasher()
         self.throttle = throttle or SignInThrottle(clock)
         self.link_ttl_s = link_ttl_s
@@ -300,7 +305,10 @@ class UserService:
             user = _user_named(s, name)
             apply(s, user)
             self._audit.record(actor, action, "user", name, address=address, detail=detail, session=s)
-            return UserInfo.of(user)
+            info = UserInfo.of(user)
+        if self._credentials is not None:
+            self._credentials.clear()
+        return info
 
     def disable(self, name: str, *, actor: str | None, address: str | None = None) -> UserInfo:
         """Lock the user out; their sessions end at once (epoch bump) and their API tokens stop working."""
@@ -451,11 +459,18 @@ class SessionService:
     """Stateless signed session tokens; resolve() checks the user's active flag and epoch in the database."""
 
     def __init__(
-        self, session_factory: sessionmaker[Session], secret: bytes, *, ttl_s: float, clock: Clock = time.time
+        self,
+        session_factory: sessionmaker[Session],
+        secret: bytes,
+        *,
+        ttl_s: float,
+        clock: Clock = time.time,
+        credentials: CredentialCache | None = None,
     ) -> None:
         if len(secret) < 32:
             raise ValueError("the session secret needs at least 32 bytes")
         self._sf, self._clock, self.ttl_s = session_factory, clock, ttl_s
+        self._credentials = credentials
         self._session_key, self._csrf_key = _derive(secret, b"session v1"), _derive(secret, b"csrf v1")
 
     def issue(self, user: UserInfo) -> str:
@@ -473,11 +488,17 @@ class SessionService:
             return None
         if int(expires) <= self._clock():
             return None
+        cached = self._credentials.get(token) if self._credentials is not None else None
+        if cached is not None:
+            return cached
         with self._sf() as s:
             user = s.get(User, int(user_id))
             if user is None or not user.active or user.session_epoch != int(epoch):
                 return None
-            return UserInfo.of(user)
+            info = UserInfo.of(user)
+        if self._credentials is not None:
+            self._credentials.put(token, info)
+        return info
 
     def csrf_token(self, token: str) -> str:
         """The CSRF token bound to this session (send it in a header with every state-changing request)."""
@@ -491,8 +512,16 @@ class SessionService:
 
 # -- API tokens --------------------------------------------------------------------------------------------------------
 class TokenService:
-    def __init__(self, session_factory: sessionmaker[Session], audit: AuditService, *, clock: Clock = time.time):
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        audit: AuditService,
+        *,
+        clock: Clock = time.time,
+        credentials: CredentialCache | None = None,
+    ) -> None:
         self._sf, self._audit, self._clock = session_factory, audit, clock
+        self._credentials = credentials
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
@@ -544,22 +573,32 @@ class TokenService:
                 self._audit.record(
                     actor, Action.TOKEN_REVOKE, "api_token", token.id, address=address, detail=detail, session=s
                 )
-            return self._info(token, user)
+            info = self._info(token, user)
+        if self._credentials is not None:
+            self._credentials.clear()
+        return info
 
     def resolve(self, secret: str | None) -> UserInfo | None:
         """The token's user, or None: malformed, unknown, revoked, or its user disabled."""
         if not isinstance(secret, str) or not secret.startswith(TOKEN_PREFIX) or len(secret) > 100:
             return None
+        digest = _sha256(secret)
+        cached = self._credentials.get(digest) if self._credentials is not None else None
+        if cached is not None:
+            return cached  # last_used_at is touched on the lookups between hits, far more often than TOKEN_TOUCH_S
         now = self._now()
         with self._sf.begin() as s:
-            live = (ApiToken.token_hash == _sha256(secret), ApiToken.revoked_at.is_(None), User.active)
+            live = (ApiToken.token_hash == digest, ApiToken.revoked_at.is_(None), User.active)
             row = s.execute(select(ApiToken, User).join(User, ApiToken.user_id == User.id).where(*live)).one_or_none()
             if row is None:
                 return None
             token, user = row
             if token.last_used_at is None or (now - token.last_used_at).total_seconds() >= TOKEN_TOUCH_S:
                 token.last_used_at = now
-            return UserInfo.of(user)
+            info = UserInfo.of(user)
+        if self._credentials is not None:
+            self._credentials.put(digest, info)
+        return info
 
 
 # -- all of it -------------------------------------------------------------------------------------------------------
@@ -576,10 +615,20 @@ class AuthService:
         clock: Clock = time.time,
         hasher: PasswordHasher | None = None,
         throttle: SignInThrottle | None = None,
+        credential_ttl_s: float = CREDENTIAL_TTL_S,
     ) -> None:
         self.audit = AuditService(session_factory, now=lambda: datetime.fromtimestamp(clock(), UTC))
+        self.credentials: CredentialCache[UserInfo] = CredentialCache(clock, credential_ttl_s)
         self.users = UserService(
-            session_factory, self.audit, clock=clock, hasher=hasher, throttle=throttle, link_ttl_s=link_ttl_s
+            session_factory,
+            self.audit,
+            clock=clock,
+            hasher=hasher,
+            throttle=throttle,
+            link_ttl_s=link_ttl_s,
+            credentials=self.credentials,
         )
-        self.sessions = SessionService(session_factory, secret, ttl_s=session_ttl_s, clock=clock)
-        self.tokens = TokenService(session_factory, self.audit, clock=clock)
+        self.sessions = SessionService(
+            session_factory, secret, ttl_s=session_ttl_s, clock=clock, credentials=self.credentials
+        )
+        self.tokens = TokenService(session_factory, self.audit, clock=clock, credentials=self.credentials)

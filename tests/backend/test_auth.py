@@ -221,12 +221,13 @@ def test_session_round_trip_tamper_and_expiry(auth, alice, clock, sf):
 
 def test_disable_and_reset_end_sessions_at_once(auth, alice):
     cookie = auth.sessions.issue(alice)
+    assert auth.sessions.resolve(cookie).name == "alice"  # now remembered in the credential cache
     auth.users.disable("alice", actor="root")
     assert auth.sessions.resolve(cookie) is None
     auth.users.enable("alice", actor="root")
     assert auth.sessions.resolve(cookie) is None  # enabling again does not revive old sessions
     fresh = auth.sessions.issue(auth.users.authenticate("alice", PASSWORD))
-    assert auth.sessions.resolve(fresh).name == "alice"
+    assert auth.sessions.resolve(fresh).name == "alice" and auth.sessions.resolve(fresh).name == "alice"
     auth.users.reset_password("alice", "a brand new password", actor="root")
     assert auth.sessions.resolve(fresh) is None
     with pytest.raises(InvalidCredentials):
@@ -242,6 +243,7 @@ def test_disable_and_reset_end_sessions_at_once(auth, alice):
 
 def test_role_change_shows_on_the_next_request(auth, alice):
     cookie = auth.sessions.issue(alice)
+    assert auth.sessions.resolve(cookie).role is Role.OPERATOR
     auth.users.set_role("alice", Role.ENGINEER, actor="root")
     assert auth.sessions.resolve(cookie).role is Role.ENGINEER
 
@@ -281,10 +283,39 @@ def test_api_token_create_use_revoke(auth, alice, sf, clock):
 
 def test_api_token_of_a_disabled_user_stops_working(auth, alice):
     secret, _ = auth.tokens.create("alice", "script", actor="root")
+    assert auth.tokens.resolve(secret).name == "alice"
     auth.users.disable("alice", actor="root")
     assert auth.tokens.resolve(secret) is None
     auth.users.enable("alice", actor="root")
     assert auth.tokens.resolve(secret).name == "alice"
+
+
+def test_another_process_s_change_takes_effect_within_the_cache_ttl(auth, alice, sf, clock):
+    """The users CLI is another process with its own AuthService: this one learns of its change when the resolved
+    identity expires (CREDENTIAL_TTL_S), not before, and a burst of requests in between costs no lookup."""
+    cookie = auth.sessions.issue(alice)
+    secret, _ = auth.tokens.create("alice", "script", actor="alice")
+    assert auth.sessions.resolve(cookie).name == "alice" and auth.tokens.resolve(secret).name == "alice"
+    cli = AuthService(sf, secret=SECRET, clock=clock, hasher=auth.users._hasher)
+    cli.users.disable("alice", actor="root")
+    assert auth.sessions.resolve(cookie).name == "alice"  # still the remembered identity
+    clock.advance(auth.credentials.ttl_s)
+    assert auth.sessions.resolve(cookie) is None and auth.tokens.resolve(secret) is None
+    assert len(auth.credentials) == 0  # refusals are not remembered
+
+
+def test_credential_cache_is_bounded(clock):
+    from backend.services.credential_cache import CredentialCache
+
+    cache = CredentialCache(clock, ttl_s=5, max_entries=3)
+    for i in range(3):
+        cache.put(f"k{i}", i)
+    assert cache.get("k2") == 2 and len(cache) == 3
+    cache.put("k3", 3)  # full: it starts over rather than grow
+    assert len(cache) == 1 and cache.get("k0") is None and cache.get("k3") == 3
+    clock.advance(5)
+    assert cache.get("k3") is None
+    assert CredentialCache(clock, ttl_s=0).put("x", 1) is None and len(CredentialCache(clock, ttl_s=0)) == 0
 
 
 # -- first start -----------------------------------------------------------------------------------------------------
