@@ -13,6 +13,9 @@
     python run.py eval --model models/pick150 --task pick --colour red --episodes 20 --seed-base 100000
     python run.py users add alice --role operator     # asks for a password (or --password-stdin, or prints one)
     python run.py users list | disable NAME | enable NAME | reset-password NAME
+    python run.py models import models/pick150 --name pick   # a save_pretrained folder or a downloaded .tar.gz
+    python run.py models list [--name N] [--stage S] | promote ID | verify [ID]
+    python run.py worker [--name N] [--threads N] [--once]   # runs queued jobs (serve starts one of its own)
 
 Settings come from the environment (prefix VLA_, e.g. VLA_DATA_DIR, VLA_DATABASE_URL); see backend/settings.py.
 """
@@ -76,7 +79,19 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--image-size", type=_positive_int, help="policy image size (default: the policy's)")
     train.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints (0: end only)")
     train.add_argument("--no-resume", action="store_true", help="fail instead of resuming from out/checkpoints")
-    train.add_argument("--threads", type=_positive_int, help="torch threads (default: every core)")
+    train.add_argument("--log-every", type=_positive_int, default=20, help="steps between metrics.jsonl records")
+    train.add_argument("--threads", type=_positive_int, help="torch threads per process (default: cores/processes)")
+    train.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto: a GPU when present")
+    train.add_argument(
+        "--nproc-per-node", type=_positive_int, default=1, help="DDP: re-launch as N processes under torchrun"
+    )
+    train.add_argument(
+        "--select-episodes", type=_positive_int, default=10,
+        help="sim rollouts per colour on validation seeds for each candidate checkpoint (default 10)",
+    )  # fmt: skip
+    train.add_argument(
+        "--no-select", action="store_true", help="hand over the final weights (no checkpoint selection rollouts)"
+    )
     train.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="policy config override (JSON value)"
     )
@@ -106,8 +121,34 @@ def build_parser() -> argparse.ArgumentParser:
     reset.add_argument("name")
     reset.add_argument("--password-stdin", action="store_true", help="read the password from the first stdin line")
 
+    models = commands.add_parser("models", help="list, import, promote and verify registered models")
+    model_commands = models.add_subparsers(dest="models_command", metavar="MODELS_COMMAND", required=True)
+    listing = model_commands.add_parser("list", help="registered models, newest first")
+    listing.add_argument("--name", help="only versions of this model name")
+    listing.add_argument("--stage", choices=["candidate", "production", "archived"])
+    register = model_commands.add_parser("import", help="register a save_pretrained folder or a model .tar.gz")
+    register.add_argument("path", type=Path, help="the folder, or an archive from the Models page's download")
+    register.add_argument("--name", required=True, help="model name (letters, digits, _ . -); the next version")
+    register.add_argument("--notes", help="free text shown with the model")
+    register.add_argument("--user", default=os.environ.get("USER") or "cli", help="who imports it (default $USER)")
+    promote = model_commands.add_parser("promote", help="make a model its name's production model")
+    promote.add_argument("id", type=_positive_int)
+    verify = model_commands.add_parser("verify", help="check model files against their checksums; exit 1 if any fail")
+    verify.add_argument("id", type=_positive_int, nargs="?", help="one model (default: every model)")
+
     serve = commands.add_parser("serve", help="start the dashboard (web UI, REST API, teleop WebSocket) on the sim")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--no-worker", action="store_true", help="start no embedded job worker (`run.py worker` runs jobs elsewhere)"
+    )
+
+    worker = commands.add_parser("worker", help="run queued jobs (exports, training, evaluation) until stopped")
+    worker.add_argument("--name", help="the name its jobs show (default host:pid)")
+    worker.add_argument(
+        "--threads", type=_positive_int, help="CPU threads a job may use (default VLA_WORKER_THREADS, else all but one)"
+    )
+    worker.add_argument("--once", action="store_true", help="run the queued jobs, then exit once none is left")
+    worker.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)  # the embedded worker stops with serve
     return parser
 
 
@@ -135,6 +176,7 @@ def _positive_int(text: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what `train --nproc-per-node` re-launches
     settings = Settings()
     # MuJoCo reads MUJOCO_GL when it is first imported, so it is set before any backend.sim import.
     os.environ.setdefault("MUJOCO_GL", settings.mujoco_gl)
@@ -283,7 +325,9 @@ def _parse_overrides(items: list[str]) -> dict:
 
 
 def cmd_train(args, settings: Settings, store) -> int:
-    from vla_core.train import TrainConfig, train
+    from backend.training import SelectionConfig, train_and_select
+    from vla_core.distributed import env_rank
+    from vla_core.train import TrainConfig
 
     overrides = _parse_overrides(args.set)
     if args.image_size:
@@ -301,15 +345,47 @@ def cmd_train(args, settings: Settings, store) -> int:
         checkpoint_every=args.checkpoint_every,
         resume=not args.no_resume,
         num_threads=args.threads,
+        log_every=args.log_every,
+        device=args.device,
     )
-    ref = train(cfg, store=store, paraphrases=paraphrase_table())
+    if args.nproc_per_node > 1 and "LOCAL_RANK" not in os.environ:
+        return _relaunch_under_torchrun(args, cfg, store)
+    selection = SelectionConfig(enabled=not args.no_select, episodes=args.select_episodes)
+    # --minutes covers training and the selection rollouts together (see backend/training.py).
+    chosen = train_and_select(cfg, store=store, selection=selection, paraphrases=paraphrase_table())
+    if env_rank()[0] != 0:
+        return 0  # rank 0 reports for the run
+    ref, t = chosen.training, chosen.timings
     m = ref.metrics
     val = f"{m['final_val_loss']:.4f}" if m["final_val_loss"] is not None else "n/a"
     print(
         f"trained {ref.step} steps in {m['wall_time_s'] / 60:.1f} min (stopped by {m['stopped_by']}): "
-        f"loss {m['final_loss']:.4f}, val loss {val}; model saved to {ref.path}"
+        f"loss {m['final_loss']:.4f}, val loss {val}"
+    )
+    for c in chosen.scores:
+        score = f"{c['successes']}/{c['episodes']} on validation seeds" if c.get("success") is not None else "-"
+        loss = f"{c['val_loss']:.4f}" if c["val_loss"] is not None else "n/a"
+        print(f"  {c['checkpoint']} ({c['elapsed_s'] / 60:.1f} min): {score}, val loss {loss}")
+    why = f" ({chosen.reason})" if chosen.reason else ""
+    print(
+        f"model: step {chosen.step} by {chosen.rule}{why}, saved to {chosen.path}; "
+        f"{t['total_s'] / 60:.1f} min in all, selection {(t['selection_s'] or 0) / 60:.1f} min"
     )
     return 0
+
+
+def _relaunch_under_torchrun(args, cfg, store) -> int:
+    """Run this same command as `--nproc-per-node` DDP ranks (torch.distributed.run), so no one types torchrun.
+
+    The dataset is checked here first: bad input is one clear message, not one per rank inside torchrun's report.
+    """
+    import subprocess
+
+    from vla_core.data import list_dataset_episodes
+    from vla_core.distributed import torchrun_command
+
+    list_dataset_episodes(store, cfg.dataset, only_successful=cfg.only_successful)
+    return subprocess.call(torchrun_command(args.nproc_per_node, [str(Path(__file__).resolve()), *args.argv]))
 
 
 def cmd_eval(args, settings: Settings, store) -> int:
@@ -397,9 +473,98 @@ def cmd_users(args, settings: Settings, store) -> int:
     return 0
 
 
+def cmd_models(args, settings: Settings, store) -> int:
+    from backend.services.models import ModelIntegrityError, ModelRegistry
+
+    registry = ModelRegistry(store.session_factory, settings.models_dir)
+    who = {"actor": None, "address": "cli"}  # as `users`: the audit log's "from where" for the server's console
+    if args.models_command == "list":
+        print(f"{'id':>5} {'name':24} {'version':>7} {'stage':10} {'policy':10} {'val loss':>8} {'success':>8} created")
+        for m in registry.list(name=args.name, stage=args.stage):
+            val = m.metrics.get("val_loss")
+            rate = (m.metrics.get("closed_loop") or {}).get("success_rate")
+            val_text, rate_text = f"{val:.4f}" if val is not None else "-", f"{rate:.0%}" if rate is not None else "-"
+            created = f"{m.created_at:%Y-%m-%d %H:%M} by {m.created_by or '-'}"
+            print(
+                f"{m.id:>5} {m.name:24} {m.version:>7} {m.stage.value:10} {m.policy_type:10} {val_text:>8} "
+                f"{rate_text:>8} {created}"
+            )
+        return 0
+    if args.models_command == "import":
+        add = registry.import_folder if args.path.is_dir() else registry.import_archive
+        info = add(args.path, name=args.name, created_by=args.user, notes=args.notes, address="cli")
+        print(f"registered {info.label} from {args.path} in {info.path}")
+        return 0
+    try:
+        if args.models_command == "promote":
+            info = registry.promote(args.id, **who)
+            print(f"{info.label} is the production {info.name!r} model")
+            return 0
+        ids = [args.id] if args.id is not None else [m.id for m in reversed(registry.list())]
+        damaged = 0
+        for model_id in ids:
+            problems = registry.verify(model_id)
+            damaged += bool(problems)
+            print(f"{registry.get(model_id).label}: {'; '.join(problems) if problems else 'ok'}")
+        return EXIT_STORE_PROBLEMS if damaged else 0
+    except ModelIntegrityError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_STORE_PROBLEMS
+
+
+def cmd_worker(args, settings: Settings, store) -> int:
+    """Claim and run jobs from the database (SQLite here, or the PostgreSQL several machines share) until SIGTERM
+    or SIGINT, which hands the running job back to the queue (it resumes on the next worker)."""
+    import logging
+    import socket
+
+    from backend.jobs import JobQueue, Worker, known_kinds, load_plugins
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(name)s: %(message)s")
+    load_plugins(settings.job_plugins)
+    name = args.name or f"{socket.gethostname()}:{os.getpid()}"
+    queue = JobQueue(store.session_factory, data_dir=settings.data_dir)
+    worker = Worker(queue, settings, store, name, threads=args.threads, parent_pid=args.parent_pid)
+    worker.install_signal_handlers()
+    kinds = ", ".join(known_kinds())
+    print(f"worker {name}: {worker.threads} thread(s) per job, kinds: {kinds}", file=sys.stderr, flush=True)
+    try:
+        ran = worker.run(once=args.once)
+    except KeyboardInterrupt:  # a second signal: the job was handed back all the same
+        return 130
+    print(f"worker {name}: stopped after {ran} job(s)", file=sys.stderr, flush=True)
+    return 0
+
+
+def _start_embedded_worker():
+    """`run.py worker` as a child process, so jobs never run in the web server's process. Its own session, so a
+    Ctrl-C meant for the server reaches it once, as the server's SIGTERM; it also stops if the server dies."""
+    import socket
+    import subprocess
+
+    name = f"{socket.gethostname()}:embedded-{os.getpid()}"
+    script = str(Path(__file__).resolve())
+    command = [sys.executable, script, "worker", "--name", name, "--parent-pid", str(os.getpid())]
+    return subprocess.Popen(command, start_new_session=True)
+
+
+def _stop_embedded_worker(proc, timeout_s: float = 30.0) -> None:
+    """SIGTERM (the running job goes back to the queue), then SIGKILL if it does not exit in time."""
+    import signal
+    import subprocess
+
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def cmd_serve(args, settings: Settings, store) -> int:
     """One FastAPI app around the sim robot: Gradio UI at /, REST under /api, docs at /docs, /ws/teleop, browser
-    code at /client."""
+    code at /client; and one embedded job worker beside it (not with --no-worker)."""
     import uvicorn
 
     from backend.control import RobotSession
@@ -418,10 +583,13 @@ def cmd_serve(args, settings: Settings, store) -> int:
         minutes = round(settings.sign_in_link_ttl_s / 60)
         url = f"http://{_url_host(host)}:{settings.port}/signin/link?token={link.secret}"
         print(f"Sign in as {link.user} (one-time link, valid {minutes} min): {url}", file=sys.stderr, flush=True)
+    worker = None if args.no_worker else _start_embedded_worker()
     try:
         # Messages above 1 MiB close the socket; /ws/teleop itself rejects anything above 4 KiB with an error reply.
         uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, ws_max_size=2**20)
     finally:
+        if worker is not None:
+            _stop_embedded_worker(worker)
         robot.close()
     return 0
 
@@ -483,6 +651,8 @@ COMMANDS = {
     "train": cmd_train,
     "eval": cmd_eval,
     "users": cmd_users,
+    "models": cmd_models,
+    "worker": cmd_worker,
 }
 
 if __name__ == "__main__":

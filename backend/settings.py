@@ -22,6 +22,13 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=1024 * 1024, ge=1024, description="Largest request body; a bigger one gets 413 before it is read."
     )
+    models_dir: Path | None = Field(default=None, description="Registered models; default <data_dir>/models.")
+    max_model_upload_bytes: int = Field(
+        default=1024**3,
+        ge=1024,
+        description="Largest model archive POST /api/models/import takes (instead of max_body_bytes); a bigger one "
+        "gets 413 before it is read.",
+    )
     # Signs session cookies. Unset: generated once and kept in <data_dir>/secret_key (mode 0600), so sessions
     # survive a restart; set it (32+ characters) when several servers share one database.
     secret_key: str | None = Field(default=None, min_length=32, repr=False)
@@ -32,16 +39,41 @@ class Settings(BaseSettings):
         description="Host names the dashboard answers to besides loopback and VLA_HOST (comma-separated in "
         "VLA_ALLOWED_HOSTS, e.g. the name behind a TLS proxy); any other Host header gets 400 (DNS rebinding).",
     )
+    # The job runner (backend/jobs): workers claim jobs from the database and write a heartbeat while they run one.
+    worker_threads: int | None = Field(
+        default=None,
+        ge=1,
+        le=1024,
+        description="CPU threads a job may use (torch, OpenMP, BLAS); default every core but one, which stays with "
+        "the control loop so an operator can teleoperate while a model trains.",
+    )
+    job_heartbeat_s: float = Field(
+        default=2.0, ge=0.05, le=60, description="How often a worker records that it is alive on its job."
+    )
+    job_stale_after_s: float = Field(
+        default=30.0,
+        ge=0.5,
+        le=3600,
+        description="A running job whose heartbeat is older than this lost its worker (killed, machine down) and is "
+        "re-queued by any worker; at least 3 heartbeat intervals.",
+    )
+    job_plugins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Modules (comma-separated in VLA_JOB_PLUGINS) imported by the server and every worker to "
+        "register more job kinds (@backend.jobs.register_handler).",
+    )
 
-    @field_validator("allowed_hosts", mode="before")
+    @field_validator("allowed_hosts", "job_plugins", mode="before")
     @classmethod
-    def _split_host_list(cls, value):
+    def _split_comma_list(cls, value):
         return [name.strip() for name in value.split(",") if name.strip()] if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _default_database_url(self) -> Settings:
         if self.database_url is None:
             self.database_url = f"sqlite:///{(self.data_dir / 'vla.db').resolve()}"
+        if self.models_dir is None:
+            self.models_dir = self.data_dir / "models"
         return self
 
     def session_secret(self) -> bytes:

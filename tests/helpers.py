@@ -135,3 +135,45 @@ class FakeClock:
     def advance(self, seconds: float) -> float:
         self.t += seconds
         return self.t
+
+
+# ---------------------------------------------------------------- saved policies
+TINY_POLICY_KWARGS: dict[str, object] = dict(
+    cameras=("front",),
+    image_size=32,
+    state_dim=2,
+    action_dim=2,
+    chunk_size=2,
+    d_model=32,
+    n_heads=2,
+    n_layers=1,
+    n_decoder_layers=1,
+    intermediate_size=64,
+    vision_channels=(8, 16, 32),
+    n_text_layers=1,
+    max_text_len=16,
+    uncertainty_samples=2,
+    head_hidden=32,
+    relative_action_dims=0,
+)
+
+
+def save_tiny_policy(folder: Path, *, training_metadata: dict | None = None, metrics_lines: int = 0) -> Path:
+    """The smallest loadable vla_tiny save_pretrained folder (untrained, ~0.3 MB), as the trainer leaves it:
+    training_metadata.json when given, `metrics_lines` records of metrics.jsonl, and a checkpoints/ folder
+    (which is not part of the model). Returns `folder`."""
+    import json
+
+    from vla_core.policies import make_policy
+
+    policy = make_policy("vla_tiny", **TINY_POLICY_KWARGS)
+    policy.save_pretrained(folder)
+    if training_metadata is not None:
+        (folder / "training_metadata.json").write_text(json.dumps(training_metadata))
+    if metrics_lines:
+        records = [{"step": 10 * (i + 1), "loss": 1.0 / (i + 1), "val_loss": None} for i in range(metrics_lines)]
+        (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    checkpoint = folder / "checkpoints" / "step_000010"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "training_state.pt").write_bytes(b"optimizer state")
+    return folder

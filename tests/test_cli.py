@@ -48,6 +48,7 @@ def test_help_lists_every_command(cli):
         assert command in users.stdout
 
 
+@pytest.mark.slow  # ~27 s: the whole CLI round trip; each step has a faster test of its own
 def test_demos_export_import_check_store(cli, tmp_path):
     result = cli("demos", "--task", "pick", "--colour", "red", "--episodes", "2", "--dataset", "pick_red", "--seed=5")
     assert result.returncode == 0, result.stderr
@@ -84,10 +85,15 @@ def test_demos_export_import_check_store(cli, tmp_path):
     ("args", "message"),
     [
         (("--task", "juggle", "--colour", "red", "--dataset", "d"), "juggle"),
-        (("--task", "pick", "--colour", "purple", "--dataset", "d"), "purple"),
-        (("--task", "pick", "--colour", "red", "--dataset", "a/b"), "a/b"),
-        (("--task", "pick", "--colour", "red", "--dataset", ".."), ".."),
-        (("--task", "pick", "--colour", "red", "--dataset", "d", "--episodes", "0"), "episodes"),
+        # One process start each (~3 s): the first runs in `make test`, the rest in `make test-all`.
+        pytest.param(("--task", "pick", "--colour", "purple", "--dataset", "d"), "purple", marks=pytest.mark.slow),
+        pytest.param(("--task", "pick", "--colour", "red", "--dataset", "a/b"), "a/b", marks=pytest.mark.slow),
+        pytest.param(("--task", "pick", "--colour", "red", "--dataset", ".."), "..", marks=pytest.mark.slow),
+        pytest.param(
+            ("--task", "pick", "--colour", "red", "--dataset", "d", "--episodes", "0"),
+            "episodes",
+            marks=pytest.mark.slow,
+        ),
     ],
 )
 def test_demos_bad_input_is_a_clear_error_and_writes_nothing(cli, args, message):
@@ -101,6 +107,7 @@ def test_demos_bad_input_is_a_clear_error_and_writes_nothing(cli, args, message)
     assert "ok (0 episodes" in cli("check-store").stdout
 
 
+@pytest.mark.slow  # records a demo first (~6 s)
 def test_export_into_non_empty_folder_is_refused_and_leaves_it_alone(cli, tmp_path):
     assert cli("demos", "--task", "pick", "--colour", "blue", "--episodes", "1", "--dataset", "d").returncode == 0
     out = tmp_path / "busy"
@@ -241,6 +248,7 @@ USERS_BAD_INPUT = [
 ]
 
 
+@pytest.mark.slow  # one process start per case (~14 s); the service's own checks run in tests/backend/test_auth.py
 def test_users_bad_input_is_a_clear_error(cli):
     assert cli("users", "add", "alice", "--role", "operator").returncode == 0
     for args, message in USERS_BAD_INPUT:  # one loop, not parametrized: each case is a process start

@@ -1,8 +1,12 @@
 """Episode data for behavioural cloning: decode each episode once, serve windows of future actions.
 
-The whole dataset lives in memory at the policy's image size (150 episodes x ~100 steps x 2 cameras at 96 px is
-~0.8 GB of uint8), so a training step is a numpy gather rather than a video seek; on a 2-core machine video decode
-per step would cost more than the model. Batches follow the contract in storage.features + ACTION_IS_PAD:
+Decoded frames live in the memory-mapped frame cache (vla_core.frame_cache; training's default is
+<data_dir>/cache/frames), one .npy per episode and camera at the policy's image size, so a training step is a
+gather of B rows out of the maps rather than a video seek (on a 2-core machine video decode per step would cost
+more than the model), and private memory does not grow with the dataset: 1,500 episodes x ~100 steps x 2 cameras
+at 96 px is ~8 GB of uint8 on disk, of which only the pages batches touch are resident (as reclaimable page
+cache). Without a cache_dir, frames are decoded into RAM (tests, one-off tools). Batches follow the contract in
+storage.features + ACTION_IS_PAD:
 
     batch[image_key(cam)]  uint8 (B, 3, H, W)
     batch[OBS_STATE]       float32 (B, D_state)
@@ -13,7 +17,6 @@ per step would cost more than the model. Batches follow the contract in storage.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +27,9 @@ import torch
 from storage.episode_store import EpisodeInfo, EpisodeStore
 from storage.errors import NotFoundError
 from storage.features import ACTION, OBS_STATE, TASK, image_key
+from storage.snapshots import SnapshotService
 from storage.video import read_video
+from vla_core import frame_cache
 from vla_core.constants import ACTION_IS_PAD
 
 __all__ = [
@@ -48,35 +53,28 @@ def decode_video(path, size: int) -> np.ndarray:
     return np.ascontiguousarray(read_video(path, size=(size, size)).transpose(0, 3, 1, 2))
 
 
-def _cached_decode(path: Path, size: int, info: EpisodeInfo, cam: str, cache_dir) -> np.ndarray:
+def _frames(info: EpisodeInfo, video: Path, cam: str, size: int, cache_dir) -> np.ndarray:
+    """(T, 3, size, size) uint8: decoded into RAM, or a read-only memory map of the frame cache in `cache_dir`."""
     if cache_dir is None:
-        return decode_video(path, size)
-    digest = info.checksums.get(f"videos/{cam}.mp4", info.uid)[:16]
-    cached = Path(cache_dir) / f"{info.uid}_{cam}_{size}_{digest}.npy"
-    if cached.is_file():
-        try:
-            return np.load(cached)
-        except (OSError, ValueError):
-            pass  # a torn file from a killed run: decode again
-    frames = decode_video(path, size)
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(f".{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, frames)
-    os.replace(tmp, cached)
-    return frames
+        return decode_video(video, size)
+    checksum = info.checksums.get(f"videos/{cam}.mp4")
+    if checksum is None:  # an episode recorded without checksums: its file's identity stands in for its content
+        st = video.stat()
+        checksum = f"{info.uid}:{st.st_size}:{st.st_mtime_ns}"
+    path = frame_cache.cache_file(cache_dir, episode_id=info.id, camera=cam, size=size, checksum=checksum)
+    return frame_cache.load_or_decode(path, size=size, video=video, decode=decode_video)
 
 
 @dataclass
 class EpisodeData:
-    """One episode in memory."""
+    """One episode: state and action in RAM, frames in RAM or memory-mapped from the frame cache."""
 
     episode_id: int
     task: str
     instruction: str
     colour: str | None
     success: bool | None
-    images: dict[str, np.ndarray]  # camera -> (T, 3, H, W) uint8
+    images: dict[str, np.ndarray]  # camera -> (T, 3, H, W) uint8, in RAM or a read-only map of the frame cache
     state: np.ndarray  # (T, D_state) float32
     action: np.ndarray  # (T, D_action) float32
 
@@ -100,7 +98,7 @@ def load_episode(
     for cam in cameras:
         if cam not in files.videos:
             raise ValueError(f"episode {info.id} has no camera {cam!r} (it has {sorted(files.videos)})")
-        frames = _cached_decode(files.videos[cam], image_size, info, cam, cache_dir)
+        frames = _frames(info, files.videos[cam], cam, image_size, cache_dir)
         if len(frames) != len(state):
             raise ValueError(f"episode {info.id}: {cam} video has {len(frames)} frames but the table {len(state)}")
         images[cam] = frames
@@ -116,23 +114,36 @@ def load_episode(
     )
 
 
-def list_dataset_episodes(store: EpisodeStore, dataset: str, *, only_successful: bool = True) -> list[EpisodeInfo]:
-    """The episodes of `dataset` to learn from, with a clear ValueError for an unknown or empty dataset."""
-    try:
-        infos = store.list_episodes(dataset)
-    except NotFoundError:
-        known = ", ".join(d.name for d in store.list_datasets()) or "none"
-        raise ValueError(f"unknown dataset {dataset!r}; datasets in the store: {known}") from None
+def list_dataset_episodes(
+    store: EpisodeStore, dataset: str, *, only_successful: bool = True, snapshot: int | str | None = None
+) -> list[EpisodeInfo]:
+    """The episodes of `dataset` to learn from, with a clear ValueError for an unknown or empty dataset.
+
+    With `snapshot` (its id or name), the snapshot's episodes with the annotations frozen in it (instruction,
+    paraphrases, segments, success labels), whatever they say now: what a training job trains on."""
+    what = f"dataset {dataset!r}"
+    if snapshot is not None:
+        try:
+            infos = SnapshotService(store.session_factory, store).episodes(snapshot)
+        except NotFoundError as error:
+            raise ValueError(str(error)) from None
+        what = f"snapshot {snapshot!r}"
+    else:
+        try:
+            infos = store.list_episodes(dataset)
+        except NotFoundError:
+            known = ", ".join(d.name for d in store.list_datasets()) or "none"
+            raise ValueError(f"unknown dataset {dataset!r}; datasets in the store: {known}") from None
     if not infos:
-        raise ValueError(f"dataset {dataset!r} has no episodes")
+        raise ValueError(f"{what} has no episodes")
     if only_successful:
         kept = [i for i in infos if i.effective_success is not False]
         if not kept:
-            raise ValueError(f"dataset {dataset!r} has {len(infos)} episodes but none is marked successful")
+            raise ValueError(f"{what} has {len(infos)} episodes but none is marked successful")
         infos = kept
     infos = [i for i in infos if i.length > 0]
     if not infos:
-        raise ValueError(f"dataset {dataset!r} has only empty episodes")
+        raise ValueError(f"{what} has only empty episodes")
     return infos
 
 
@@ -147,9 +158,12 @@ def load_episodes(
 ) -> list[EpisodeData]:
     """Decode every episode once (videos resized to `image_size`).
 
-    With `cache_dir`, decoded frames are kept as .npy files named by the video's checksum and the size, so a
-    second run (a benchmark, a resumed job) skips decoding; a changed video has a new checksum, hence a new file.
+    With `cache_dir`, frames come back as read-only memory maps of the frame cache (see vla_core.frame_cache): a
+    file per episode and camera, keyed by episode id, video checksum and size, so a second run (a resumed job,
+    another DDP rank) maps them without decoding and a changed video is decoded again. Without it, into RAM.
     """
+    if cache_dir is not None:
+        frame_cache.ensure_open_files(len(infos) * len(cameras))
     out = []
     for i, info in enumerate(infos):
         out.append(load_episode(store, info, cameras, image_size, cache_dir=cache_dir))
@@ -261,33 +275,37 @@ def augment_images(images: torch.Tensor, aug: Augmentation, generator: torch.Gen
 class WindowDataset(torch.utils.data.Dataset):
     """Every frame of a set of episodes, each with its chunk of `chunk_size` future actions.
 
-    Frames are concatenated across episodes: images[cam] (N, 3, H, W), state (N, D), action (N, D);
-    chunk_index (N, T) points at the action rows of each window and is_pad (N, T) marks steps past the end.
-    `sample_batch` gathers a whole batch with numpy (the fast path training uses); `__getitem__` + `collate`
-    serve a torch DataLoader if someone prefers one.
+    State and action are concatenated across episodes: state (N, D), action (N, D); chunk_index (N, T) points at
+    the action rows of each window and is_pad (N, T) marks steps past the end. Images stay with their episodes
+    (memory maps of the frame cache, never concatenated: that would copy the whole dataset into RAM); frame i is
+    step frame_step[i] of episode frame_episode[i]. `sample_batch` gathers a whole batch (the fast path training
+    uses); `__getitem__` + `collate` serve a torch DataLoader if someone prefers one.
     """
 
     episodes: Sequence[EpisodeData]
     chunk_size: int
     cameras: Sequence[str]
     paraphrases: Mapping[str, Sequence[str]] | None = None
-    images: dict[str, np.ndarray] = field(init=False)
     state: np.ndarray = field(init=False)
     action: np.ndarray = field(init=False)
     chunk_index: np.ndarray = field(init=False)
     is_pad: np.ndarray = field(init=False)
     instructions: list[str] = field(init=False)
     frame_episode: np.ndarray = field(init=False)
+    frame_step: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
         if self.chunk_size < 1:
             raise ValueError(f"chunk_size must be at least 1, got {self.chunk_size}")
         if not self.episodes:
             raise ValueError("a window dataset needs at least one episode")
-        self.images = {c: np.concatenate([e.images[c] for e in self.episodes]) for c in self.cameras}
+        for c in self.cameras:
+            shapes = {e.images[c].shape[1:] for e in self.episodes}
+            if len(shapes) != 1:
+                raise ValueError(f"camera {c!r} frames differ in shape across episodes: {sorted(shapes)}")
         self.state = np.concatenate([e.state for e in self.episodes]).astype(np.float32)
         self.action = np.concatenate([e.action for e in self.episodes]).astype(np.float32)
-        idx, pad, ep_of = [], [], []
+        idx, pad, ep_of, step_of = [], [], [], []
         start = 0
         k = np.arange(self.chunk_size)
         for i, e in enumerate(self.episodes):
@@ -296,10 +314,12 @@ class WindowDataset(torch.utils.data.Dataset):
             idx.append(start + np.minimum(t, n - 1))  # past the end: repeat the last action
             pad.append(t > n - 1)
             ep_of.append(np.full(n, i))
+            step_of.append(np.arange(n))
             start += n
         self.chunk_index = np.concatenate(idx)
         self.is_pad = np.concatenate(pad)
         self.frame_episode = np.concatenate(ep_of)
+        self.frame_step = np.concatenate(step_of)
         self.instructions = [e.instruction for e in self.episodes]
 
     def __len__(self) -> int:
@@ -319,6 +339,15 @@ class WindowDataset(torch.utils.data.Dataset):
             return text
         return str(options[int(rng.integers(len(options)))])
 
+    def frames(self, cam: str, indices: np.ndarray) -> np.ndarray:
+        """(B, 3, H, W) uint8 copies of frames `indices` of camera `cam`, one row read out of each episode's map."""
+        first = self.episodes[0].images[cam]
+        out = np.empty((len(indices), *first.shape[1:]), dtype=first.dtype)
+        episode, step = self.frame_episode[indices].tolist(), self.frame_step[indices].tolist()
+        for j, (e, t) in enumerate(zip(episode, step, strict=True)):
+            out[j] = self.episodes[e].images[cam][t]
+        return out
+
     def sample_batch(
         self,
         indices: np.ndarray,
@@ -332,7 +361,7 @@ class WindowDataset(torch.utils.data.Dataset):
         indices = np.asarray(indices, dtype=np.int64)
         batch: dict = {}
         for cam in self.cameras:
-            imgs = torch.from_numpy(self.images[cam][indices])
+            imgs = torch.from_numpy(self.frames(cam, indices))
             if augmentation is not None and augmentation.enabled:
                 if generator is None:
                     raise ValueError("augmentation needs a torch.Generator for reproducibility")

@@ -11,8 +11,10 @@ import plotly
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from backend.jobs import JobQueue, load_plugins
 from backend.services.auth import AuthService
 from backend.services.curation import CurationService
+from backend.services.models import ModelRegistry
 from backend.settings import Settings
 from webapp.api_docs import install_api_docs
 from webapp.assets import ASSETS_DIR, ASSETS_URL, RevalidatedFiles
@@ -45,23 +47,20 @@ def create_app(settings: Settings, *, session, store, ui: bool = True, auth: Aut
             session.stop()
 
     # /docs and /redoc come from install_api_docs: FastAPI's own pages fetch Swagger UI and ReDoc from a CDN.
-    # max_body_size: a bigger body gets 413 before it is read (Content-Length, or counted as a chunked body streams).
-    app = FastAPI(
-        title="VLA Dashboard",
-        version="0.1.0",
-        lifespan=lifespan,
-        docs_url=None,
-        redoc_url=None,
-        max_body_size=settings.max_body_bytes,
-    )
+    # The body limit (a bigger body gets 413 before it is read) is webapp.security.BodyLimit, not FastAPI's
+    # max_body_size: uploads have a limit of their own (Settings.max_model_upload_bytes).
+    app = FastAPI(title="VLA Dashboard", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings, app.state.session, app.state.store = settings, session, store
-    app.state.curation = CurationService(store, exports_dir=Path(store.data_dir) / "exports")
+    app.state.curation = CurationService(store)
+    load_plugins(settings.job_plugins)  # job kinds beyond the built-in ones: submit refuses unknown kinds
+    app.state.jobs = JobQueue(store.session_factory, data_dir=settings.data_dir)  # run by workers, never here
     app.state.auth = auth or AuthService(
         store.session_factory,
         secret=settings.session_secret(),
         session_ttl_s=settings.session_ttl_s,
         link_ttl_s=settings.sign_in_link_ttl_s,
     )
+    app.state.models = ModelRegistry(store.session_factory, settings.models_dir, audit=app.state.auth.audit)
     install_error_handlers(app)
     if ui:
         # Anonymous "/" -> /signin; Gradio refuses the rest itself (auth_dependency below).

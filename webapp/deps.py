@@ -14,9 +14,11 @@ from fastapi import Depends, HTTPException
 from fastapi.requests import HTTPConnection
 from sqlalchemy.orm import Session
 
+from backend.jobs import JobQueue
 from backend.services.audit import Action, AuditService
 from backend.services.auth import AuthService, UserInfo
 from backend.services.curation import CurationService
+from backend.services.models import ModelRegistry
 from backend.settings import Settings
 from storage.db import get_session
 from storage.episode_store import EpisodeStore
@@ -34,6 +36,16 @@ def get_store(conn: HTTPConnection) -> EpisodeStore:
 
 def get_curation(conn: HTTPConnection) -> CurationService:
     return conn.app.state.curation
+
+
+def get_jobs(conn: HTTPConnection) -> JobQueue:
+    """The job queue (backend.jobs): the web process submits and steers jobs; workers run them."""
+    return conn.app.state.jobs
+
+
+def get_models(conn: HTTPConnection) -> ModelRegistry:
+    """The model registry (backend.services.models), on the store's database and Settings.models_dir."""
+    return conn.app.state.models
 
 
 def get_settings(conn: HTTPConnection) -> Settings:
@@ -127,6 +139,8 @@ def get_auditor(conn: HTTPConnection, user: Annotated[UserInfo | None, Depends(g
 RobotSessionDep = Annotated[RobotSession, Depends(get_robot_session)]
 StoreDep = Annotated[EpisodeStore, Depends(get_store)]
 CurationDep = Annotated[CurationService, Depends(get_curation)]
+ModelsDep = Annotated[ModelRegistry, Depends(get_models)]
+JobsDep = Annotated[JobQueue, Depends(get_jobs)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 DbSessionDep = Annotated[Session, Depends(get_db_session)]
 AuthDep = Annotated[AuthService, Depends(get_auth)]

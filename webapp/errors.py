@@ -1,14 +1,16 @@
 """Errors -> HTTP answers, the one place that maps them, so routes need no try/except of their own.
 
 Store errors, for every route: 404 unknown, 409 conflict, 422 bad input. The message is the store's own sentence
-(it says what was wrong and what to do).
+(it says what was wrong and what to do). A registered model whose files are missing or altered
+(backend.services.models.ModelIntegrityError) is a 409 listing them.
 
 Two contracts below speak built-in errors, and they mean an HTTP answer only on the routes that call them, so
 they are mapped per router (a route class) rather than app-wide, where a ValueError from a bug would turn into a
 4xx instead of a 500:
 - the robot session (backend.control.RobotSession): bad value 400, unknown 404, wrong state 409
   (NoRecordingError and RecordingActiveError are RuntimeErrors);
-- the episode query (storage.episode_query.EpisodeQuery.validate): a filter it refuses 422.
+- the episode query (storage.episode_query.EpisodeQuery.validate): a filter it refuses 422;
+- the training launch (backend.jobs.train.submit_training): an empty snapshot, an unfit base model, a bad option 422.
 
 A request that fails validation gets 422 with {"detail": [{"loc", "msg", "type"}, ...]}: never the input itself
 (FastAPI's default handler echoes it, which fails with a 500 on a string that is not valid Unicode and sends a
@@ -27,6 +29,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field, ValidationError
 
 from backend.services.auth import InvalidCredentials, PasswordPolicyError, SignInThrottled
+from backend.services.models import ModelIntegrityError
 from storage.errors import (
     AnnotationError,
     ConflictError,
@@ -52,7 +55,9 @@ ERROR_DESCRIPTIONS = {
     403: "signed in, but the role may not do this, the CSRF token is missing, or another user holds the lease",
     404: "no such object",
     409: "the object is not in a state that allows this",
-    413: "the request body is over the size limit (Settings.max_body_bytes); refused before it is read",
+    413: "the request body is over the size limit (Settings.max_body_bytes; an upload: max_model_upload_bytes), "
+    "refused before it is read",
+    415: "the body is not of a type this operation takes",
     429: "too many failed sign-ins: try again after Retry-After seconds",
     428: "the edit does not say which version it was made on (body field `version` or If-Match)",
 }
@@ -114,6 +119,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(PasswordPolicyError, unprocessable)
     app.add_exception_handler(NotFoundError, not_found)
     app.add_exception_handler(ConflictError, conflict)
+    app.add_exception_handler(ModelIntegrityError, conflict)  # files missing or altered: refused, with the list
     app.add_exception_handler(DestinationNotEmptyError, conflict)
     for cls in (AnnotationError, InvalidNameError, FormatError):
         app.add_exception_handler(cls, unprocessable)
@@ -136,8 +142,8 @@ def document_errors(app: FastAPI) -> None:
             components["HTTPValidationError"]["properties"]["detail"] = {"anyOf": [{"type": "string"}, detail]}
             components["HTTPValidationError"]["required"] = ["detail"]
         error_body = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}
-        # FastAPI's limit (max_body_size) answers a Content-Length over it in plain text, a chunked body that runs
-        # over it as {"detail": "Content Too Large"}.
+        # The body limit (webapp.security.BodyLimit) answers a Content-Length over it in plain text, a chunked body
+        # that runs over it as {"detail": "Content Too Large"}.
         too_large_body = error_body | {"text/plain": {"schema": {"type": "string"}}}
         for operations in schema.get("paths", {}).values():
             for operation in operations.values():
@@ -176,3 +182,4 @@ def _mapping_route(statuses: dict[type[Exception], int]) -> type[APIRoute]:
 # NotFoundError is a LookupError: listed first so a store miss stays a 404 on these routes too.
 RobotSessionRoute = _mapping_route({LookupError: 404, ValueError: 400, RuntimeError: 409})
 EpisodeQueryRoute = _mapping_route({ValueError: 422})
+TrainingLaunchRoute = _mapping_route({LookupError: 404, ValueError: 422})

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.routing import APIRoute
 
 from backend.services.auth import UserInfo
-from backend.services.roles import Permission, allowed, may_command
+from backend.services.roles import Permission, allowed, may_command, may_manage_job
 from webapp.deps import CSRF_HEADER, Caller, get_auth, get_caller, get_robot_session
 
 P = Permission
@@ -59,6 +59,28 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Permission | str] = {
     ("POST", "/api/exports"): P.EXPORTS_WRITE,
     ("GET", "/api/exports"): P.EPISODES_READ,
     ("GET", "/api/exports/{job_id}"): P.EPISODES_READ,
+    # jobs (exports, training, evaluation): everyone who reads episodes reads jobs; cancel and retry need
+    # exports.write at least (an operator's own export), and the route asks roles.may_manage_job for the rest
+    ("GET", "/api/jobs"): P.EPISODES_READ,
+    ("GET", "/api/jobs/{job_id}"): P.EPISODES_READ,
+    ("GET", "/api/jobs/{job_id}/log"): P.EPISODES_READ,
+    ("GET", "/api/jobs/{job_id}/metrics"): P.EPISODES_READ,
+    ("POST", "/api/jobs/{job_id}/cancel"): P.EXPORTS_WRITE,
+    ("POST", "/api/jobs/{job_id}/retry"): P.EXPORTS_WRITE,
+    # the model registry: read by whoever reads training (engineers, managers, admins; operators pick no model:
+    # rollouts default to the production one), changed by whoever trains (engineers, admins)
+    ("GET", "/api/models"): P.TRAINING_READ,
+    ("GET", "/api/models/{model_id}"): P.TRAINING_READ,
+    ("GET", "/api/models/{model_id}/compare/{other_id}"): P.TRAINING_READ,
+    ("GET", "/api/models/{model_id}/curves"): P.TRAINING_READ,
+    ("GET", "/api/models/{model_id}/download"): P.TRAINING_READ,
+    ("POST", "/api/models/{model_id}/promote"): P.TRAINING_WRITE,
+    ("POST", "/api/models/{model_id}/archive"): P.TRAINING_WRITE,
+    ("PATCH", "/api/models/{model_id}"): P.TRAINING_WRITE,
+    ("POST", "/api/models/import"): P.TRAINING_WRITE,
+    # training jobs: launched by engineers and admins (followed, cancelled, retried under /api/jobs)
+    ("GET", "/api/training/presets"): P.TRAINING_READ,
+    ("POST", "/api/training/jobs"): P.TRAINING_WRITE,
     # one's own account
     ("POST", "/api/auth/signin"): PUBLIC,
     ("POST", "/api/auth/signout"): P.ACCOUNT_SELF,
@@ -96,6 +118,12 @@ ROBOT_COMMANDS: dict[tuple[str, str], str] = {
 def refuse_unless_allowed(user: UserInfo, permission: Permission) -> None:
     if not allowed(user.role, permission):
         raise HTTPException(403, f"{user.role} may not {permission}")
+
+
+def refuse_unless_may_manage_job(user: UserInfo, *, kind: str, created_by: str | None) -> None:
+    """403 unless `user` may cancel or retry this job (backend.services.roles.may_manage_job)."""
+    if not may_manage_job(user.role, user.name, kind=kind, created_by=created_by):
+        raise HTTPException(403, f"{user.role} may cancel or retry only the export jobs they started")
 
 
 def refuse_unless_lease_holder(user: UserInfo, robot, command: str) -> None:

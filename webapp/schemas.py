@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
 
 from fastapi import Path
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, computed_field, field_validator, model_validator
 
+from backend.jobs import JobInfo
+from backend.jobs.export import export_steps
+from backend.jobs.export import out_dir as export_out_dir
 from backend.services.curation import BulkOp
 from storage.episode_meta import EpisodeInfo
 from storage.episode_query import SortKey, SuccessLabel
-from storage.models import FailureReason, QualityFlagName
+from storage.models import FailureReason, JobStatus, ModelStage, QualityFlagName
 
 # SQLite (and PostgreSQL's BIGINT) store signed 64-bit integers: anything larger is refused here with a 422 rather
 # than raising OverflowError (a 500) in the driver.
@@ -299,15 +303,158 @@ class ExportIn(_In):
         return ("dataset", self.dataset) if self.dataset is not None else ("snapshot", self.snapshot)
 
 
-class ExportJobOut(_Out):
+# -- jobs (backend.jobs: run by worker processes) ------------------------------------------------------------------
+class JobOut(_Out):
     id: int
-    kind: str
+    kind: str = Field(description="export, train, evaluate, ...")
+    status: JobStatus
+    config: dict[str, Any]
+    progress: float = Field(description="0..1, as the job last reported it")
+    message: str | None = Field(description="what it is doing now, e.g. 'step 1200/3000'")
+    created_by: str | None
+    created_at: datetime
+    started_at: datetime | None = Field(description="when its latest attempt started")
+    finished_at: datetime | None
+    heartbeat_at: datetime | None = Field(description="its worker's latest sign of life")
+    worker: str | None = Field(description="the worker running it ('host:pid')")
+    attempts: int = Field(description="claims so far: more than 1 after a lost worker or a resume")
+    cancel_requested: bool
+    error: str | None = Field(description="why it failed (the traceback's end; the log has all of it)")
+    result: dict[str, Any] = Field(description="references to what it made (an export folder, a model id)")
+
+
+class JobsOut(BaseModel):
+    data: list[JobOut]
+    count: int = Field(description="jobs matching the filters, all pages")
+
+
+class JobRetryIn(_In):
+    fresh: bool = Field(
+        False,
+        strict=True,  # "yes" or 1 is refused, not read as True: this one deletes the job's checkpoints
+        description="start over with an empty job folder; default: resume (training from its checkpoint)",
+    )
+
+
+class JobMetricsOut(BaseModel):
+    records: list[dict[str, Any]] = Field(description="lines of the job's metrics.jsonl, oldest first")
+    next: int = Field(description="pass as `after` to get only the records written since")
+
+
+class ExportJobOut(JobOut):
+    """An export job: the job itself and the export's view of it (what, by whom, where, how far)."""
+
+    target: Literal["dataset", "snapshot"]
     name: str
-    user: str
-    state: Literal["queued", "running", "done", "failed"] = Field(description="queued until the worker is free")
+    user: str | None
+    state: Literal["queued", "running", "done", "failed", "cancelled"] = Field(description="done = succeeded")
     done: int = Field(description="progress steps done: one per episode table and one per episode video")
     total: int = Field(description="progress steps in all (0 until the export has started)")
     out_dir: str
-    error: str | None
+
+    @classmethod
+    def of(cls, job: JobInfo, data_dir: FilePath) -> ExportJobOut:
+        done, total = export_steps(job)
+        state = "done" if job.status == JobStatus.SUCCEEDED else job.status.value
+        return cls.model_validate(
+            JobOut.model_validate(job).model_dump()
+            | {"target": job.config["target"], "name": job.config["name"], "user": job.created_by, "state": state}
+            | {"done": done, "total": total, "out_dir": str(export_out_dir(data_dir, job))}
+        )
+
+
+# -- models (backend.services.models: the registry) ----------------------------------------------------------------
+class ModelOut(_Out):
+    id: int
+    name: str
+    version: int = Field(description="1, 2, ... per name")
+    policy_type: str = Field(description="the registered policy (config.json's model_type)")
+    stage: ModelStage = Field(description="production: the default for rollouts, one per name")
+    path: str = Field(description="the model's folder on the server (e.g. for run.py eval --model)")
+    files: dict[str, str] = Field(description="{relative path: sha256} as registered")
+    config: dict[str, Any] = Field(description="the policy's config.json")
+    parent_id: int | None = Field(description="the model it was fine-tuned from")
+    snapshot_id: int | None = Field(description="the snapshot it was trained on")
+    job_id: int | None = Field(description="the job that made it")
+    metrics: dict[str, Any] = Field(
+        description="val_loss, train_loss, steps, uncertainty_threshold; closed_loop: {episodes, successes, "
+        "success_rate, wilson_95, seeds, task} when it was rolled out"
+    )
+    notes: str | None
+    created_by: str | None
     created_at: datetime
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _path_text(cls, value: Any) -> Any:
+        return str(value)
+
+
+class ModelsOut(BaseModel):
+    data: list[ModelOut] = Field(description="newest first")
+    count: int
+
+
+class ModelRefOut(BaseModel):
+    id: int
+    name: str
+    version: int
+    stage: ModelStage
+    snapshot_id: int | None
+    job_id: int | None
+
+
+class LineageSnapshotOut(BaseModel):
+    id: int
+    name: str
+    dataset: str
+    num_episodes: int
+    episode_ids: list[int] = Field(description="the snapshot's episodes, in order")
+
+
+class LineageJobOut(BaseModel):
+    id: int
+    kind: str
+    status: str
+    created_by: str | None
     finished_at: datetime | None
+
+
+class LineageOut(BaseModel):
+    parents: list[ModelRefOut] = Field(description="the model it was fine-tuned from, then that one's parent, ...")
+    snapshot: LineageSnapshotOut | None
+    job: LineageJobOut | None
+
+
+class ModelDetailOut(ModelOut):
+    lineage: LineageOut
+    problems: list[str] = Field(description="missing, altered or unexpected files; [] when the files are intact")
+
+
+class DiffOut(BaseModel):
+    key: str
+    a: Any
+    b: Any
+
+
+class ClosedLoopCompareOut(BaseModel):
+    a: dict[str, Any] | None
+    b: dict[str, Any] | None
+    same_seeds: bool | None = Field(description="true: both rolled out on the same seeds; null: not known")
+    note: str
+
+
+class ModelCompareOut(BaseModel):
+    a: ModelOut
+    b: ModelOut
+    config_diff: list[DiffOut] = Field(description="config keys whose values differ")
+    metrics: list[DiffOut] = Field(description="every metric of either, side by side")
+    closed_loop: ClosedLoopCompareOut
+
+
+class ModelNotesIn(_In):
+    notes: str = Field(max_length=10_000)
+
+
+class ModelCurvesOut(BaseModel):
+    records: list[dict[str, Any]] = Field(description="the training's metrics.jsonl copied with the model")

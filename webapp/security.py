@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from fastapi import FastAPI
 from starlette.datastructures import Headers
+from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.responses import JSONResponse
@@ -23,6 +24,12 @@ LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 ANY_ADDRESS = ("0.0.0.0", "::")
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
+# Writes whose body is a file, not JSON, and the media types each takes. No page on another site can send these
+# types without a CORS preflight, which no other origin passes, so they keep JsonOnlyWrites' guarantee (and the
+# CSRF rule still applies); their body limit (BodyLimit) is Settings.max_model_upload_bytes, not max_body_bytes.
+UPLOAD_ROUTES: dict[tuple[str, str], frozenset[str]] = {
+    ("POST", "/api/models/import"): frozenset({"application/gzip", "application/x-gzip"}),
+}
 
 
 def trusted_hosts(settings: Settings) -> list[str]:
@@ -62,7 +69,8 @@ def is_own_origin(scope: Scope) -> bool:
 
 
 class JsonOnlyWrites:
-    """415 for a POST/PUT/PATCH/DELETE under /api whose Content-Type is not application/json.
+    """415 for a POST/PUT/PATCH/DELETE under /api whose Content-Type is not application/json (or, on an upload
+    route, one of the file types it takes).
 
     An HTML form can only send urlencoded, multipart or text/plain bodies, and a cross-site fetch with a JSON
     type needs a CORS preflight, which no other origin passes. Clients send {} for actions without a body."""
@@ -73,7 +81,7 @@ class JsonOnlyWrites:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in STATE_CHANGING and _under_api(scope["path"]):
             media_type = Headers(scope=scope).get("content-type", "").split(";")[0].strip().lower()
-            if media_type != "application/json":
+            if media_type != "application/json" and media_type not in upload_types(scope):
                 detail = f"{scope['method']} needs a JSON body (Content-Type: application/json); send {{}} for none"
                 await JSONResponse({"detail": detail}, status_code=415)(scope, receive, send)
                 return
@@ -84,13 +92,41 @@ def _under_api(path: str) -> bool:
     return path == "/api" or path.startswith("/api/")
 
 
+def upload_types(scope: Scope) -> frozenset[str]:
+    """The file media types the request's route takes (empty for every route but the uploads)."""
+    return UPLOAD_ROUTES.get((scope.get("method", ""), scope["path"]), frozenset())
+
+
+class BodyLimit:
+    """The request body limit: Settings.max_body_bytes, or max_model_upload_bytes on the upload routes.
+
+    Starlette's RequestBodyLimitMiddleware (what FastAPI's own max_body_size installs), its limit chosen per route:
+    a Content-Length over it is refused before the body is read (413 in plain text), a chunked body is cut off as
+    it passes it (413 {"detail": "Content Too Large"}). It replaces FastAPI's app-wide max_body_size because that
+    one also wraps every route with the same limit, which a route cannot raise from a Settings value."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int, max_upload_bytes: int) -> None:
+        self.default = RequestBodyLimitMiddleware(app, max_body_size=max_body_bytes)
+        self.upload = RequestBodyLimitMiddleware(app, max_body_size=max_upload_bytes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and upload_types(scope):
+            await self.upload(scope, receive, send)
+        else:
+            await self.default(scope, receive, send)
+
+
 def install_browser_guards(app: FastAPI, settings: Settings) -> None:
-    """The Host check (outermost: 400 before anything else runs), no CORS, and JSON-only writes under /api.
+    """The Host check (outermost: 400 before anything else runs), no CORS, JSON-only writes under /api, and the
+    body limit (innermost of the four; the upload routes have their own).
 
     The CORS middleware allows no origin at all: the dashboard's own pages are same-origin and need none. Its
     presence also switches off Gradio's own CORS layer (gradio.route_utils.CustomCORSMiddleware steps aside when
     the parent app has a CORSMiddleware), which otherwise echoes any localhost origin with credentials allowed,
     /api preflights included (they fall through to the Gradio app mounted at /)."""
+    app.add_middleware(
+        BodyLimit, max_body_bytes=settings.max_body_bytes, max_upload_bytes=settings.max_model_upload_bytes
+    )
     app.add_middleware(JsonOnlyWrites)
     app.add_middleware(CORSMiddleware, allow_origins=[], allow_credentials=False)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=trusted_hosts(settings), www_redirect=False)

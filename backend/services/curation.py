@@ -1,5 +1,6 @@
 """The labeling and curation service the routes call: annotation edits, history and undo, bulk operations,
-trash, trim and split, merges, snapshots, quality flags and export jobs, over one episode store.
+trash, trim and split, merges, snapshots and quality flags, over one episode store (exports are jobs:
+backend.jobs.export).
 
 The rules live in storage (annotations, snapshots, episode_edit, quality); this class wires them to one store and
 adds what spans several of them (purge = check + delete files, per-episode signals for the player).
@@ -8,12 +9,10 @@ adds what spans several of them (purge = check + delete files, per-episode signa
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any, Literal
 
 import pyarrow.compute as pc
 
-from backend.services.exports import ExportJobs
 from storage import features as F
 from storage.annotations import AnnotationService, EventInfo
 from storage.episode_edit import split_episode, trim_episode
@@ -25,11 +24,10 @@ BulkOp = Literal["annotate", "move", "trash", "restore", "purge"]  # the operati
 
 
 class CurationService:
-    def __init__(self, store: Any, exports_dir: Path) -> None:
+    def __init__(self, store: Any) -> None:
         self.store = store
         self.annotations = AnnotationService(store.session_factory)
         self.snapshots = SnapshotService(store.session_factory, store)
-        self.exports = ExportJobs(store, self.snapshots, exports_dir)
 
     # -- one episode -----------------------------------------------------------------------------------------------
     def annotate(self, episode_id: int, changes: Mapping[str, Any], *, user: str, version: int) -> EpisodeInfo:

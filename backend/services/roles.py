@@ -27,12 +27,13 @@ class Permission(enum.StrEnum):
     ROBOT_CONTROL = "robot.control"  # take the lease, drive, reset, source, recording (lease holder only)
     ESTOP_ENGAGE = "estop.engage"  # stop the robot, whoever holds the lease
     CONTROL_BREAK = "control.break"  # take the lease from its holder
-    EPISODES_READ = "episodes.read"  # episodes, videos, history, signals, datasets, snapshots, export jobs
+    EPISODES_READ = "episodes.read"  # episodes, videos, history, signals, datasets, snapshots, jobs (their log too)
     EPISODES_EDIT = "episodes.edit"  # annotation edits, undo, trim, split, quality recompute
     CURATION_WRITE = "curation.write"  # bulk operations, trash, restore, purge, merge, snapshots
-    EXPORTS_WRITE = "exports.write"  # start an export job
-    TRAINING_READ = "training.read"  # jobs, curves, models, rollouts, evaluation reports
-    TRAINING_WRITE = "training.write"  # start/stop training and evaluation jobs, model stages, rollouts
+    EXPORTS_WRITE = "exports.write"  # start an export job; cancel or retry one's own
+    JOBS_MANAGE = "jobs.manage"  # cancel, retry or resume any job (see may_manage_job)
+    TRAINING_READ = "training.read"  # jobs, curves, models (and their download), rollouts, evaluation reports
+    TRAINING_WRITE = "training.write"  # start/stop training and evaluation jobs, model stages/notes/import, rollouts
     METRICS_READ = "metrics.read"
     ACCOUNT_SELF = "account.self"  # one's own password, API tokens and sign-out
     USERS_ADMIN = "users.admin"  # add, disable, enable, reset, change role
@@ -50,7 +51,7 @@ _OPERATOR = {
     P.EXPORTS_WRITE,
     P.ACCOUNT_SELF,
 }
-_ENGINEER = _OPERATOR | {P.TRAINING_READ, P.TRAINING_WRITE, P.METRICS_READ}
+_ENGINEER = _OPERATOR | {P.TRAINING_READ, P.TRAINING_WRITE, P.METRICS_READ, P.JOBS_MANAGE}
 _MANAGER = {P.ROBOT_READ, P.ESTOP_ENGAGE, P.EPISODES_READ, P.TRAINING_READ, P.METRICS_READ, P.ACCOUNT_SELF}
 
 # The table. A manager may engage the e-stop: stopping a robot is safety, not a change to anything.
@@ -91,6 +92,14 @@ def allowed(role: Role | str | None, permission: Permission | str) -> bool:
 def permissions_of(role: Role | str) -> list[str]:
     """The role's permissions, sorted (the UI hides what is not there; the server enforces regardless)."""
     return sorted(ROLE_PERMISSIONS[Role(role)])
+
+
+def may_manage_job(role: Role | str | None, user_name: str, *, kind: str, created_by: str | None) -> bool:
+    """Whether a user may cancel or retry a job: with jobs.manage any job; with exports.write the export jobs
+    they started themselves (an operator stops their own export, not someone's training)."""
+    if allowed(role, P.JOBS_MANAGE):
+        return True
+    return kind == "export" and created_by == user_name and allowed(role, P.EXPORTS_WRITE)
 
 
 def may_command(user_name: str, lease_holder: str | None, command: str) -> bool:

@@ -152,13 +152,15 @@ async function startExport() {
 function showJob(job) {
   const E = L.el;
   L.exportJob = job;
+  // An export is a job a worker process runs (/api/jobs): queued until a worker is free, then running.
   E.exportProgress.max = Math.max(1, job.total || 0);
   E.exportProgress.value = job.state === "done" ? E.exportProgress.max : job.done || 0;
   E.exportStatus.dataset.state = job.state;
   E.exportStatus.textContent = job.state === "done" ? `done: ${job.out_dir}`
-    : job.state === "failed" ? `failed: ${job.error}` : `${job.state} ${job.done} / ${job.total || "?"}…`;
+    : job.state === "failed" ? `failed: ${job.error}` : job.state === "cancelled" ? "cancelled"
+    : `${job.state} ${job.done} / ${job.total || "?"}…`;
   E.exportStatus.classList.toggle("vla-error", job.state === "failed");
-  if (!["done", "failed"].includes(job.state)) setTimeout(() => pollExport(job.id), 400); // queued or running
+  if (["queued", "running"].includes(job.state)) setTimeout(() => pollExport(job.id), 400);
 }
 
 async function pollExport(id) {

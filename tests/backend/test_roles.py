@@ -20,7 +20,7 @@ OPERATOR = {
     "robot.read", "robot.control", "estop.engage", "episodes.read", "episodes.edit", "curation.write",
     "exports.write", "account.self",
 }  # fmt: skip
-ENGINEER = OPERATOR | {"training.read", "training.write", "metrics.read"}
+ENGINEER = OPERATOR | {"training.read", "training.write", "metrics.read", "jobs.manage"}
 MANAGER = {"robot.read", "estop.engage", "episodes.read", "training.read", "metrics.read", "account.self"}
 EXPECTED = {Role.OPERATOR: OPERATOR, Role.ENGINEER: ENGINEER, Role.MANAGER: MANAGER, Role.ADMIN: set(Permission)}
 

@@ -52,7 +52,7 @@ def config(out_dir, **kw) -> TrainConfig:
     base = dict(
         dataset="tiny", out_dir=out_dir, policy_overrides=dict(TINY_OVERRIDES), steps=12, batch_size=8, lr=3e-3,
         warmup_steps=2, val_fraction=0.34, val_every=6, val_frames=32, checkpoint_every=6, log_every=2,
-        progress=False, num_threads=1, calibration_frames=32,
+        progress=False, num_threads=1, calibration_frames=32, device="cpu",  # exact-equality tests: not on a GPU
     )  # fmt: skip
     base.update(kw)
     return TrainConfig(**base)
@@ -190,7 +190,7 @@ def _cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess:
     ("args", "message"),
     [
         (["--dataset", "nope", "--steps", "2"], "unknown dataset 'nope'"),
-        (["--dataset", "empty", "--steps", "2"], "'empty' has no episodes"),
+        pytest.param(["--dataset", "empty", "--steps", "2"], "'empty' has no episodes", marks=pytest.mark.slow),
         (["--dataset", "tiny", "--minutes", "abc"], "--minutes: must be a positive number"),
         (["--dataset", "tiny", "--minutes", "-1"], "--minutes: must be a positive number"),
         (["--dataset", "tiny", "--minutes", "1", "--steps", "3"], "not allowed with argument"),

@@ -102,3 +102,36 @@ def test_managers_change_nothing_and_only_admins_administer(app) -> None:
             assert not allowed("manager", permission), f"a manager may {method} {path}"
         if path.startswith(("/api/users", "/api/audit")):
             assert [r for r in ROLES if allowed(r, permission)] == ["admin"], (method, path)
+
+
+def test_models_are_read_by_engineers_managers_admins_and_changed_by_engineers_admins(app) -> None:
+    """Issue 12: promoting, archiving, importing and annotating models is for engineers and admins; operators pick
+    no model (rollouts default to the production one), so they do not read the registry either."""
+    operations = [(m, p) for m, p in _operations(app) if p.startswith("/api/models")]
+    assert len(operations) == 9
+    for method, path in operations:
+        who = [r for r in ROLES if allowed(r, ROUTE_PERMISSIONS[(method, path)])]
+        expected = ["engineer", "manager", "admin"] if method == "GET" else ["engineer", "admin"]
+        assert sorted(who) == sorted(expected), (method, path, who)
+
+
+def test_jobs_are_read_by_everyone_and_steered_by_all_but_managers(app) -> None:
+    """Issue 12: everyone who reads exports reads jobs (managers read everything); cancel and retry pass the
+    guard for operators (their own exports: webapp.permissions.refuse_unless_may_manage_job, tested in
+    test_jobs_api), engineers and admins, never managers."""
+    operations = [(m, p) for m, p in _operations(app) if p.startswith("/api/jobs")]
+    assert len(operations) == 6
+    for method, path in operations:
+        who = [r for r in ROLES if allowed(r, ROUTE_PERMISSIONS[(method, path)])]
+        expected = ROLES if method == "GET" else ["operator", "engineer", "admin"]
+        assert sorted(who) == sorted(expected), (method, path, who)
+
+
+def test_training_is_launched_by_engineers_and_admins(app) -> None:
+    """Issue 12: launching training is for engineers and admins; managers read the presets, operators do not."""
+    operations = [(m, p) for m, p in _operations(app) if p.startswith("/api/training")]
+    assert sorted(operations) == [("GET", "/api/training/presets"), ("POST", "/api/training/jobs")]
+    for method, path in operations:
+        who = [r for r in ROLES if allowed(r, ROUTE_PERMISSIONS[(method, path)])]
+        expected = ["engineer", "manager", "admin"] if method == "GET" else ["engineer", "admin"]
+        assert sorted(who) == sorted(expected), (method, path, who)

@@ -16,6 +16,9 @@ from schemathesis.python import asgi
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 CHECKS = [not_a_server_error, response_schema_conformance]
+# POST /api/models/import takes the archive itself as an application/gzip body: sent as raw bytes, as for
+# application/octet-stream (schemathesis has no serializer of its own for the type).
+schemathesis.serializer.alias("application/gzip", "application/octet-stream")
 
 
 def _run_settings(max_examples: int) -> hypothesis_settings:

@@ -18,9 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vla_core.constants import TRAINING_METADATA_FILE
-
-CONFIG_FILE = "config.json"  # written by save_pretrained; its `model_type` is the registered policy name
+from vla_core.constants import CONFIG_FILE, TRAINING_METADATA_FILE
 
 
 @dataclass

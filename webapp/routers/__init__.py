@@ -5,9 +5,25 @@ from fastapi import APIRouter, Depends
 
 from webapp.errors import error_responses
 from webapp.permissions import API_PREFIX, authorize
-from webapp.routers import audit, auth, datasets, episodes, exports, labeling, robot, snapshots, users
+from webapp.routers import (
+    audit,
+    auth,
+    datasets,
+    episodes,
+    exports,
+    jobs,
+    labeling,
+    models,
+    robot,
+    snapshots,
+    training,
+    users,
+)
 
-RESOURCE_ROUTERS = [r.router for r in (robot, episodes, labeling, datasets, snapshots, exports, auth, users, audit)]
+RESOURCE_ROUTERS = [
+    r.router
+    for r in (robot, episodes, labeling, datasets, snapshots, exports, jobs, training, models, auth, users, audit)
+]
 api_router = APIRouter(prefix=API_PREFIX, dependencies=[Depends(authorize)], responses=error_responses(401, 403))
 for resource_router in RESOURCE_ROUTERS:
     api_router.include_router(resource_router)

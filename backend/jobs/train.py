@@ -1,0 +1,172 @@
+"""Training jobs: train on an immutable snapshot, from scratch or by fine-tuning a registered model, choose the
+checkpoint a user should use (backend.training.train_and_select, the same function as `run.py train`) and register it.
+
+    job = submit_training(queue, snapshots, registry, request, user="alice")  # errors: nothing is queued
+
+The job's folder (``<data dir>/jobs/<id>/``) is the training output folder: checkpoints, ``metrics.jsonl`` (what
+GET /api/jobs/{id}/metrics streams to the Train tab's curves) and the selected model at its top level. A job
+re-queued after its worker died, or resumed after a cancel, continues from the last checkpoint there (train()
+resumes by itself). The result references the registered model: ``{"model_id", "name", "version", "step", "rule"}``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from backend.jobs.context import JobContext, JobStopped
+from backend.jobs.handlers import register_handler
+from backend.jobs.queue import JobInfo, JobQueue
+from storage.episode_meta import validate_name
+
+KIND = "train"
+
+# Presets a user picks from; every option can still be set on top. Budgets are wall-clock minutes of training and
+# checkpoint selection together, so the same preset gives a usable model on a slower machine too.
+PRESETS: dict[str, dict[str, Any]] = {
+    "quick": {"minutes": 3.0, "select_episodes": 4},
+    "standard": {"minutes": 15.0, "select_episodes": 10},
+}
+# TrainConfig fields a job may set (the rest are the product's defaults or belong to the job: paths, resume, threads).
+OPTIONS = (
+    "steps", "minutes", "batch_size", "lr", "weight_decay", "warmup_steps", "min_lr_ratio", "grad_clip",
+    "val_fraction", "augment", "paraphrase", "only_successful", "seed", "ema_decay", "policy_overrides",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TrainingRequest:
+    """What the Train tab (or a script) asks for. `snapshot`: its name or id; `base_model`: a registered model id
+    to fine-tune (None: from scratch); `model_name`: the registry name of the result (default: the snapshot's
+    dataset); `options`: TrainConfig fields (OPTIONS) over the preset; `select`: closed-loop checkpoint selection."""
+
+    snapshot: str | int
+    preset: str = "standard"
+    base_model: int | None = None
+    model_name: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    select: bool = True
+    select_episodes: int | None = None
+
+
+def submit_training(queue: JobQueue, snapshots: Any, registry: Any, request: TrainingRequest, *, user: str) -> JobInfo:
+    """Check the request against the snapshot and base model, then queue it; nothing is queued on any error.
+
+    Raises NotFoundError (unknown snapshot or model) or ValueError (empty snapshot, unknown preset or option, a bad
+    value, a base model whose cameras, state or action size do not match the data)."""
+    if request.preset not in PRESETS:
+        raise ValueError(f"unknown preset {request.preset!r}; presets: {', '.join(PRESETS)}")
+    unknown = sorted(set(request.options) - set(OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown training option(s) {', '.join(unknown)}; options: {', '.join(OPTIONS)}")
+    snap = snapshots.get(request.snapshot)
+    if snap.num_episodes == 0:
+        raise ValueError(f"snapshot {snap.name!r} has no episodes")
+    episodes = snapshots.episodes(snap.id)
+    base = registry.get(request.base_model) if request.base_model is not None else None
+    if base is not None:
+        _check_compatible(base.config, episodes[0], base.label)
+        if request.options.get("policy_overrides"):
+            raise ValueError("policy_overrides apply only to a model trained from scratch, not to a fine-tuned one")
+    options = dict(request.options)
+    if base is None:  # a model from scratch takes its cameras and sizes from the data unless told otherwise
+        first = episodes[0]
+        options["policy_overrides"] = {
+            "cameras": [c.name for c in first.cameras],
+            "state_dim": len(first.state_names),
+            "action_dim": len(first.action_names),
+            **options.get("policy_overrides", {}),
+        }
+    name = request.model_name or snap.dataset
+    validate_name(name, "model name")
+    preset = PRESETS[request.preset]
+    config = {
+        "snapshot_id": snap.id,
+        "snapshot": snap.name,
+        "dataset": snap.dataset,
+        "preset": request.preset,
+        "base_model": base.id if base is not None else None,
+        "model_name": name,
+        "select": bool(request.select),
+        "select_episodes": int(request.select_episodes or preset["select_episodes"]),
+        "options": {"minutes": preset["minutes"], **options},
+    }
+    if "steps" in request.options and "minutes" not in request.options:
+        config["options"].pop("minutes")  # a step count replaces the preset's time budget
+    # Every value checked now, so a bad one is a clear 4xx and nothing is queued (the folder is not touched here).
+    train_config(config, out_dir=Path("not-created"))
+    return queue.submit(KIND, config, user)
+
+
+def train_config(config: dict[str, Any], *, out_dir: Path, threads: int | None = None):
+    """The TrainConfig a job config stands for (ValueError for a bad value)."""
+    from vla_core.train import TrainConfig
+
+    options = dict(config["options"])
+    return TrainConfig(
+        dataset=config["dataset"],
+        snapshot=config["snapshot_id"],
+        out_dir=out_dir,
+        num_threads=threads,
+        progress=False,
+        resume=True,
+        **options,
+    )
+
+
+def _check_compatible(model_config: dict[str, Any], episode: Any, label: str) -> None:
+    """The base model must see the data's cameras and act in the data's state and action spaces."""
+    cameras = {c.name for c in episode.cameras}
+    wanted = set(model_config.get("cameras") or ())
+    if not wanted <= cameras:
+        missing = ", ".join(sorted(wanted - cameras))
+        raise ValueError(f"{label} needs camera(s) {missing}, which the snapshot's episodes do not have")
+    for key, names in (("action_dim", episode.action_names), ("state_dim", episode.state_names)):
+        if key in model_config and int(model_config[key]) != len(names):
+            raise ValueError(f"{label} has {key} {model_config[key]}, the snapshot's episodes have {len(names)}")
+
+
+@register_handler(KIND)
+def run_training(ctx: JobContext) -> dict[str, Any]:
+    from backend.services.models import ModelRegistry
+    from backend.sim.paraphrases import paraphrase_table
+    from backend.training import SelectionConfig, train_and_select
+
+    config = ctx.config
+    cfg = train_config(config, out_dir=ctx.job_dir, threads=ctx.threads)
+    registry = ModelRegistry(ctx.store.session_factory, ctx.settings.models_dir)
+    factory = None
+    if config.get("base_model") is not None:
+        base_id = int(config["base_model"])
+
+        def factory(_cfg):  # fine-tuning starts from the registered weights (verified before they load)
+            return registry.load(base_id)
+
+    selection = SelectionConfig(enabled=bool(config.get("select", True)), episodes=int(config["select_episodes"]))
+    total = cfg.steps
+
+    def on_log(record: dict) -> None:
+        if "step" in record and record.get("loss") is not None:
+            done = record["step"] / total if total else record.get("elapsed_s", 0.0) / (60.0 * (cfg.minutes or 1.0))
+            ctx.report(min(0.99, done), f"step {record['step']}, loss {record['loss']:.4f}")
+        elif "checkpoint" in record:
+            ctx.report(ctx.progress()[0], f"checkpoint at step {record.get('step')}: {record.get('success')}")
+
+    ctx.log.info("training %s on snapshot %s (%s)", config["model_name"], config["snapshot"], config["preset"])
+    selected = train_and_select(
+        cfg, store=ctx.store, selection=selection, paraphrases=paraphrase_table(), policy_factory=factory,
+        on_log=on_log, should_stop=ctx.should_stop,
+    )  # fmt: skip
+    if ctx.should_stop() or selected.training.metrics.get("stopped_by") == "cancelled":
+        raise JobStopped()
+    model = registry.register(
+        ctx.job_dir, name=config["model_name"], created_by=ctx.job.created_by, parent_id=config.get("base_model"),
+        snapshot_id=config["snapshot_id"], job_id=ctx.id,
+    )  # fmt: skip
+    ctx.log.info("registered %s (step %d, chosen by %s)", model.label, selected.step, selected.rule)
+    return {"model_id": model.id, "name": model.name, "version": model.version, "step": selected.step,
+            "rule": selected.rule}  # fmt: skip
+
+
+__all__ = ["KIND", "OPTIONS", "PRESETS", "TrainingRequest", "submit_training", "train_config"]
