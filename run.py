@@ -295,20 +295,6 @@ def cmd_check_store(args, settings: Settings, store) -> int:
     return 0
 
 
-def paraphrase_table() -> dict[str, list[str]]:
-    """{instruction: [every template of the same task and colour]} from the sim's registered tasks."""
-    from backend.sim import COLOURS, list_tasks, make_task
-    from vla_core.train import build_paraphrase_table
-
-    return build_paraphrase_table(
-        {
-            (name, colour): [t.format(colour=colour) for t in make_task(name, colour).instruction_templates]
-            for name in list_tasks()
-            for colour in COLOURS
-        }
-    )
-
-
 def _parse_overrides(items: list[str]) -> dict:
     import json
 
@@ -325,6 +311,7 @@ def _parse_overrides(items: list[str]) -> dict:
 
 
 def cmd_train(args, settings: Settings, store) -> int:
+    from backend.sim.paraphrases import paraphrase_table as sim_paraphrases
     from backend.training import SelectionConfig, train_and_select
     from vla_core.distributed import env_rank
     from vla_core.train import TrainConfig
@@ -352,7 +339,7 @@ def cmd_train(args, settings: Settings, store) -> int:
         return _relaunch_under_torchrun(args, cfg, store)
     selection = SelectionConfig(enabled=not args.no_select, episodes=args.select_episodes)
     # --minutes covers training and the selection rollouts together (see backend/training.py).
-    chosen = train_and_select(cfg, store=store, selection=selection, paraphrases=paraphrase_table())
+    chosen = train_and_select(cfg, store=store, selection=selection, paraphrases=sim_paraphrases())
     if env_rank()[0] != 0:
         return 0  # rank 0 reports for the run
     ref, t = chosen.training, chosen.timings

@@ -123,8 +123,8 @@ def child(args) -> dict:
     import numpy as np
     import torch
 
+    from backend.sim.paraphrases import paraphrase_table
     from bench.bench_vla import open_store
-    from run import paraphrase_table
     from vla_core import data as vdata
     from vla_core.train import TrainConfig, train
 

@@ -245,8 +245,9 @@ def plot_curve(curves: dict[int, list[dict]], tested: dict[int, dict], path: Pat
 
 def train_one(args, store, seed: int, model_dir: Path) -> dict:
     """The product's training path for one training seed: train_and_select into `model_dir`."""
+    from backend.sim.paraphrases import paraphrase_table
     from backend.training import SelectionConfig, train_and_select
-    from run import _parse_overrides, paraphrase_table
+    from run import _parse_overrides
     from vla_core.train import TrainConfig
 
     if model_dir.exists():
