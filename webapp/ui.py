@@ -1,6 +1,7 @@
 """The Gradio UI builder: a "Teleop" tab hosting the JS console (static/teleop/ over /ws/teleop), a "Label" tab
 hosting the labeling and curation app (static/label/ over the REST API), an "Episodes" tab listing recorded
-episodes newest first with a thumbnail and playable videos, and the admins' "Users" and "Audit" tabs
+episodes newest first with a thumbnail and playable videos, the engineers' "Train" tab (launch and follow training
+jobs, static/train/) and "Models" page (the registry, static/models/), and the admins' "Users" and "Audit" tabs
 (static/admin/). The header names the signed-in user (static/common/header.js)."""
 
 from __future__ import annotations
@@ -14,6 +15,11 @@ from webapp.assets import ASSETS_URL
 from webapp.schemas import to_public
 
 EPISODES_SHOWN = 50
+STYLES = ("teleop/teleop.css", "label/label.css", "train/train.css", "models/models.css", "admin/admin.css",
+          "episodes.css")  # fmt: skip
+# Each console's entry module; common/header.js: who is signed in, Sign out, and the tabs the role may not use hidden.
+MODULES = ("teleop/main.js", "label/main.js", "train/main.js", "models/main.js", "admin/users.js", "admin/audit.js",
+           "common/header.js")  # fmt: skip
 
 
 def theme() -> gr.themes.Base:
@@ -26,13 +32,8 @@ def head_html() -> str:
     """<head> additions: the stylesheets, and each console's entry module (static/<console>/main.js), which imports
     the rest of its modules and static/common/ itself. No version query: webapp.assets has the browser revalidate
     every file, so a reload picks up edits. (The Label tab loads plotly.js from /vendor when it is first shown.)"""
-    styles = "".join(
-        f'<link rel="stylesheet" href="{ASSETS_URL}/{path}">'
-        for path in ("teleop/teleop.css", "label/label.css", "admin/admin.css", "episodes.css")
-    )
-    # common/header.js: who is signed in, Sign out, and the tabs the role may not use hidden.
-    modules = ("teleop/main.js", "label/main.js", "admin/users.js", "admin/audit.js", "common/header.js")
-    return styles + "".join(f'<script type="module" src="{ASSETS_URL}/{path}"></script>' for path in modules)
+    styles = "".join(f'<link rel="stylesheet" href="{ASSETS_URL}/{path}">' for path in STYLES)
+    return styles + "".join(f'<script type="module" src="{ASSETS_URL}/{path}"></script>' for path in MODULES)
 
 
 def _success(value: bool | None) -> str:
@@ -107,6 +108,11 @@ def build_ui(*, store) -> gr.Blocks:
                 table = gr.HTML(lambda: episodes_html(store), js_on_load=None)
                 seen = gr.State(None)
                 timer = gr.Timer(3.0)
+            # Training (static/train/, static/models/): static/common/header.js hides both tabs from operators.
+            with gr.Tab("Train", id="train"):
+                gr.HTML('<div id="vla-train">Loading the Train tab…</div>', js_on_load=None, padding=False)
+            with gr.Tab("Models", id="models"):
+                gr.HTML('<div id="vla-models">Loading the Models page…</div>', js_on_load=None, padding=False)
             # Admins only: static/common/header.js hides both tabs from other roles (the API refuses them anyway).
             with gr.Tab("Users", id="users"):
                 gr.HTML('<div id="vla-users">Loading the users page…</div>', js_on_load=None, padding=False)

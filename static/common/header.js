@@ -1,12 +1,13 @@
 // The dashboard's header line: who is signed in and as what, and Sign out. Also hides the tabs the role cannot
-// use (Users needs users.admin, Audit audit.read); Gradio may render its tab bar again, so this is re-applied.
+// use (Train and Models need training.read, Users users.admin, Audit audit.read); Gradio may render its tab bar again, so this is re-applied.
 
 import { api } from "./api.js";
 import { button, h } from "./dom.js";
 import { can, whenSignedIn } from "./identity.js";
 import { mount } from "./mount.js";
 
-const TAB_PERMISSION = { Users: "users.admin", Audit: "audit.read" }; // tab label -> permission it needs
+// tab label -> permission it needs (Train and Models: training.read, so operators do not see them)
+const TAB_PERMISSION = { Train: "training.read", Models: "training.read", Users: "users.admin", Audit: "audit.read" };
 
 async function signOut() {
   try {

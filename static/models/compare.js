@@ -20,7 +20,7 @@ export function buildCompare() {
   E.cmpBox = h("div", { class: "vla-models-charts", hidden: true }, E.cmpSuccess, ...Object.values(E.cmpCurves));
   return h("fieldset", { class: "vla-models-compare-box" }, h("legend", {}, "Compare two models"),
     h("div", { class: "vla-models-row" }, "A ", E.cmpA, " B ", E.cmpB,
-      button("Compare", compare, { id: "vla-models-compare-go" })), E.cmpOut, E.cmpBox);
+      button("Compare", () => compare(), { id: "vla-models-compare-go" })), E.cmpOut, E.cmpBox);
 }
 
 /** Offer every listed model on both sides (keeping the choices still listed; B defaults to the second one). */

@@ -39,6 +39,12 @@ async function logTail(id) {
   return r.text();
 }
 
+/** Follow the followed job again once it runs again (resumed or retried after it had finished). */
+export function wakeIfRestarted(jobs) {
+  const F = T.follow, job = jobs.find((j) => j.id === F.id);
+  if (F.finished && job && !FINISHED.has(job.status)) F.finished = false;
+}
+
 let polling = null; // the poll in flight: a second caller waits for it instead of reading the same records twice
 
 /** One poll of the followed job (a no-op once it has finished and been drawn to its end). */
@@ -70,7 +76,5 @@ async function poll() {
     F.finished = FINISHED.has(job.status); // this poll read the finished job's last records
   } catch (e) {
     say(`job ${id}: ${e.message}`, true);
-  } finally {
-    T.polls += 1;
   }
 }

@@ -48,7 +48,8 @@ export function buildLaunch(onLaunched) {
     h("div", { class: "vla-train-row" }, ...NUMBERS.flatMap(([key, label]) => [` ${label} `, E.opt[key]]),
       h("label", { title: "choose the checkpoint by closed-loop success on validation seeds (sim rollouts)" },
         " ", E.select, " select by rollouts"), " rollouts per task and colour ", E.selectEpisodes),
-    h("details", { class: "vla-train-row" }, h("summary", {}, "advanced options (JSON, over the fields above)"),
+    h("details", { class: "vla-train-row", id: "vla-train-advanced-box" },
+      h("summary", {}, "advanced options (JSON, over the fields above)"),
       E.advanced, h("div", { id: "vla-train-options-list", class: "vla-train-hint" })),
     h("div", { class: "vla-train-row" }, E.launch));
 }

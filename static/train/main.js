@@ -8,7 +8,7 @@
 import { h } from "../common/dom.js";
 import { whenSignedIn } from "../common/identity.js";
 import { mount, showing } from "../common/mount.js";
-import { follow, pollFollowed, buildFollow } from "./follow.js";
+import { buildFollow, follow, pollFollowed, wakeIfRestarted } from "./follow.js";
 import { buildJobs, loadJobs, renderJobs } from "./jobs.js";
 import { buildLaunch, guardLaunch, loadChoices } from "./launch.js";
 import { T } from "./state.js";
@@ -42,7 +42,11 @@ async function tick() {
   if (!showing("vla-train")) return;
   ticks += 1;
   try {
-    await Promise.all([ticks % 2 ? loadJobs() : null, pollFollowed()]);
+    if (ticks % 2) {
+      await loadJobs();
+      wakeIfRestarted(T.jobs);
+    }
+    await pollFollowed();
   } finally {
     if (showing("vla-train")) timer = setTimeout(tick, TICK_MS);
   }

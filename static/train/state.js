@@ -6,7 +6,6 @@ export const T = {
   selected: null, // the followed job's id
   choices: { snapshots: [], datasets: [], models: [], presets: {}, options: [] },
   follow: { id: null, attempts: null, after: 0, finished: false }, // where the followed job's metrics poll stands
-  polls: 0, // completed polls of the followed job (tests wait on it)
 };
 window.vlaTrain = T;
 

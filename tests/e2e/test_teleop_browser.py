@@ -31,7 +31,7 @@ def moved(a: list[float], b: list[float], tol: float = 1e-3) -> bool:
 def test_dashboard_loads_every_file_and_throws_nothing(server, browser):
     """Each request the page makes is answered (the app's /client mount leaves Gradio its own /static and /assets),
     and no script throws, through both consoles and the Label tab's first load (vocabulary, list, plotly.js), signed
-    in as an admin (the Users and Audit tabs load too)."""
+    in as an admin (the Train, Models, Users and Audit tabs load too)."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     sign_in(page, server.url, "admin")
@@ -48,6 +48,10 @@ def test_dashboard_loads_every_file_and_throws_nothing(server, browser):
         "window.Plotly && document.querySelectorAll('#vla-label-f-quality_flag option').length > 1", timeout=30_000
     )
     page.get_by_role("tab", name="Episodes").click()
+    page.get_by_role("tab", name="Train").click()  # snapshots, datasets, models, presets, jobs
+    page.wait_for_function("document.querySelectorAll('#vla-train-preset option').length > 0", timeout=10_000)
+    page.get_by_role("tab", name="Models").click()
+    page.wait_for_function("document.getElementById('vla-models-count')?.dataset.count !== undefined", timeout=10_000)
     page.get_by_role("tab", name="Users").click()
     page.wait_for_selector("#vla-users-rows tr[data-user='admin']", timeout=10_000)
     page.get_by_role("tab", name="Audit").click()
