@@ -132,6 +132,7 @@ def test_unknown_dataset_export_and_corrupt_import_are_clear_errors(cli, tmp_pat
     assert _episode_files(cli.data_dir) == []
 
 
+@pytest.mark.slow  # ~10 s of process starts; the store's own check is tested in tests/storage
 def test_check_store_fails_on_a_tampered_file(cli):
     assert cli("demos", "--task", "pick", "--colour", "green", "--episodes", "1", "--dataset", "d").returncode == 0
     parquet = next(p for p in _episode_files(cli.data_dir) if p.suffix == ".parquet")
@@ -195,6 +196,7 @@ def _users(data_dir):
     return UserService(sf, AuditService(sf)), AuditService(sf)
 
 
+@pytest.mark.slow  # ~20 s of process starts; the user service itself is tested in tests/backend/test_auth.py
 def test_users_add_list_disable_enable_reset(cli):
     from backend.services.auth import InvalidCredentials
 

@@ -127,6 +127,7 @@ def _cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow  # ~12 s of process starts
 def test_eval_cli_bad_input(tmp_path):
     missing = _cli(tmp_path / "data", "eval", "--model", str(tmp_path / "nope"), "--episodes", "1")
     assert missing.returncode == 2 and "not a saved model" in missing.stderr

@@ -196,7 +196,7 @@ def test_validation_seeds_skip_the_training_scenes(sim_data):
     assert plan.seeds == {"pick/green": [1, 2, 3], "pick/red": [2, 3, 4]}  # demos: red seeds 0, 1; green 0
 
 
-@pytest.mark.parametrize("workers", [0, 1])
+@pytest.mark.parametrize("workers", [0, pytest.param(1, marks=pytest.mark.slow)])  # 1: a spawned pool, ~10 s
 def test_sim_scorer_rolls_a_checkpoint_out(sim_data, tmp_path, workers):
     store, table = sim_data
     ref = train_and_select(config(tmp_path / "m", steps=4), store=store, paraphrases=table,

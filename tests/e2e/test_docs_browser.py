@@ -47,6 +47,7 @@ def test_swagger_ui_renders_the_operations_offline(server, browser):
     assert left == [] and errors == [], (left, errors)
 
 
+@pytest.mark.slow  # ~6 s; /docs (Swagger UI) stays in make test
 def test_redoc_renders_the_operations_offline(server, browser):
     page, left, errors = offline_page(browser)
     page.goto(server.url + "/redoc")

@@ -125,6 +125,7 @@ def test_new_operator_labels_with_hotkeys_and_exports(server, browser, episodes)
     page.context.close()
 
 
+@pytest.mark.slow  # ~15 s, and timing-sensitive on a loaded machine
 def test_scrubber_keys_and_chart_clicks_move_the_playhead(server, browser, episodes):
     page = open_label_tab(browser, server.url, user="dave")
     target = episodes[1]
@@ -191,6 +192,7 @@ def test_scrubber_keys_and_chart_clicks_move_the_playhead(server, browser, episo
     page.context.close()
 
 
+@pytest.mark.slow  # ~18 s; the bulk API is tested in tests/webapp
 def test_bulk_edits_trim_split_trash_and_snapshot(server, browser, episodes):
     page = open_label_tab(browser, server.url, user="frank")
     page.select_option("#vla-label-f-dataset", DATASET)

@@ -133,6 +133,7 @@ def test_keys_move_the_arm_and_an_episode_is_recorded(server, browser):
     page.context.close()
 
 
+@pytest.mark.slow  # ~23 s; the deadman hold is also tested on the real loop in tests/backend
 def test_closing_the_socket_holds_the_arm(server, browser):
     viewer = open_console(browser, server.url)
     page = open_console(browser, server.url, user="alice")
@@ -151,6 +152,7 @@ def test_closing_the_socket_holds_the_arm(server, browser):
     viewer.context.close()
 
 
+@pytest.mark.slow  # ~27 s; the lease is also tested over the WebSocket in tests/webapp
 def test_second_browser_cannot_take_control(server, browser):
     first = open_console(browser, server.url, user="alice")
     take_control(first)

@@ -88,6 +88,7 @@ def test_two_gloo_ranks_train_one_model_that_loads_and_resume_exactly(tiny, tmp_
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow  # ~15 s with its fixture
 def test_a_bad_dataset_fails_once_before_any_rank_starts(tiny, tmp_path):  # noqa: F811
     _, _, data_dir = tiny
     result = _cli(data_dir, "train", "--dataset", "nope", "--out", str(tmp_path / "o"), "--nproc-per-node", "2")
