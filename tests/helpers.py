@@ -177,3 +177,27 @@ def save_tiny_policy(folder: Path, *, training_metadata: dict | None = None, met
     checkpoint.mkdir(parents=True)
     (checkpoint / "training_state.pt").write_bytes(b"optimizer state")
     return folder
+
+
+def load_postgres_fixtures(module_name: str):
+    """tests/storage/test_postgres.py's throwaway server and per-test database, reused as they are. Assign its
+    `pg_server` and `pg_url` to module globals of the same names so pytest finds the fixtures there."""
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parent / "storage" / "test_postgres.py"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def postgres_available() -> bool:
+    """A PostgreSQL server can be started here (initdb on the PATH or in Debian's folder, and psycopg installed)."""
+    import glob
+    import importlib.util
+    import shutil
+
+    binaries = shutil.which("initdb") or glob.glob("/usr/lib/postgresql/*/bin/initdb")
+    return bool(binaries) and importlib.util.find_spec("psycopg") is not None

@@ -5,17 +5,14 @@ copied into each test's own folder, so a test that damages its copy cannot distu
 from __future__ import annotations
 
 import copy
-import glob
-import importlib.util
 import io
 import json
 import shutil
-import sys
 import tarfile
 from pathlib import Path
 
 import pytest
-from helpers import FakeClock, open_store, record_episode, save_tiny_policy
+from helpers import FakeClock, load_postgres_fixtures, open_store, postgres_available, record_episode, save_tiny_policy
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
@@ -385,30 +382,15 @@ def test_the_models_cli_imports_lists_promotes_and_verifies(folder, tmp_path, mo
     assert "not a" in capsys.readouterr().err
 
 
-def _load_postgres_fixtures():
-    """tests/storage/test_postgres.py's throwaway server and per-test database, reused as they are."""
-    path = Path(__file__).resolve().parents[1] / "storage" / "test_postgres.py"
-    spec = importlib.util.spec_from_file_location("_pg_fixtures_models", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-_pg = _load_postgres_fixtures()
+_pg = load_postgres_fixtures("_pg_fixtures_models")
 pg_server, pg_url = _pg.pg_server, _pg.pg_url  # fixtures, found by pytest under these names
-
-
-def _postgres_available() -> bool:
-    binaries = shutil.which("initdb") or glob.glob("/usr/lib/postgresql/*/bin/initdb")
-    return bool(binaries) and importlib.util.find_spec("psycopg") is not None
 
 
 @pytest.mark.postgres
 def test_versions_stages_and_lineage_on_postgresql(request, folder, tmp_path) -> None:
     """What PostgreSQL does differently: a lost race for a version inside an open transaction, the row locks of
     promote, JSON columns and timezone-aware times."""
-    if not _postgres_available():
+    if not postgres_available():
         pytest.skip("PostgreSQL server binaries or the psycopg driver are not installed")
     store = open_store(tmp_path / "data", request.getfixturevalue("pg_url"), recover=False)
     registry = ModelRegistry(store.session_factory, tmp_path / "models", clock=FakeClock(start=1_750_000_000.0))

@@ -7,10 +7,7 @@ Deadlines below are safety nets for a hung process, never timing claims."""
 
 from __future__ import annotations
 
-import glob
-import importlib.util
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,7 +17,7 @@ from pathlib import Path
 
 import jobs_test_plugin
 import pytest
-from helpers import open_store
+from helpers import load_postgres_fixtures, open_store, postgres_available
 
 from backend.jobs import JobQueue, job_dir
 from storage.models import JobStatus
@@ -29,22 +26,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DEADLINE_S = 120
 
 
-def _load_postgres_fixtures():
-    """tests/storage/test_postgres.py's throwaway server and per-test database, reused as they are."""
-    spec = importlib.util.spec_from_file_location("_pg_fixtures", ROOT / "tests" / "storage" / "test_postgres.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-_pg = _load_postgres_fixtures()
+_pg = load_postgres_fixtures("_pg_fixtures")
 pg_server, pg_url = _pg.pg_server, _pg.pg_url  # fixtures, found by pytest under these names
-
-
-def _postgres_available() -> bool:
-    binaries = shutil.which("initdb") or glob.glob("/usr/lib/postgresql/*/bin/initdb")
-    return bool(binaries) and importlib.util.find_spec("psycopg") is not None
 
 
 # The PostgreSQL run starts a server and repeats the SQLite run: `slow` (make test-all), as well as `postgres`.
@@ -53,7 +36,7 @@ def database_url(request) -> str | None:
     """None: the data dir's SQLite file; else a fresh database on the throwaway PostgreSQL server."""
     if request.param == "sqlite":
         return None
-    if not _postgres_available():
+    if not postgres_available():
         pytest.skip("PostgreSQL server binaries or the psycopg driver are not installed")
     return request.getfixturevalue("pg_url")
 
