@@ -32,6 +32,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 OPTIONS = (
     "steps", "minutes", "batch_size", "lr", "weight_decay", "warmup_steps", "min_lr_ratio", "grad_clip",
     "val_fraction", "augment", "paraphrase", "only_successful", "seed", "ema_decay", "policy_overrides",
+    "checkpoint_every",
 )  # fmt: skip
 
 
@@ -132,6 +133,7 @@ def run_training(ctx: JobContext) -> dict[str, Any]:
     from backend.services.models import ModelRegistry
     from backend.sim.paraphrases import paraphrase_table
     from backend.training import SelectionConfig, train_and_select
+    from vla_core.train import list_checkpoints
 
     config = ctx.config
     cfg = train_config(config, out_dir=ctx.job_dir, threads=ctx.threads)
@@ -154,6 +156,9 @@ def run_training(ctx: JobContext) -> dict[str, Any]:
             ctx.report(ctx.progress()[0], f"checkpoint at step {record.get('step')}: {record.get('success')}")
 
     ctx.log.info("training %s on snapshot %s (%s)", config["model_name"], config["snapshot"], config["preset"])
+    done_before = list_checkpoints(ctx.job_dir)
+    if done_before:  # a re-queued (worker died) or resumed (cancelled) job: train() continues from there
+        ctx.log.info("resuming from checkpoint %s", done_before[-1].name)
     selected = train_and_select(
         cfg, store=ctx.store, selection=selection, paraphrases=paraphrase_table(), policy_factory=factory,
         on_log=on_log, should_stop=ctx.should_stop,

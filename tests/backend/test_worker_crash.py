@@ -3,28 +3,19 @@ its stale heartbeat, and a second worker re-queues the job and finishes it from 
 workers started together on six queued jobs run each exactly once, on SQLite and on PostgreSQL.
 
 The job kind is tests/backend/jobs_test_plugin.py's "test.sleep", loaded into the workers with VLA_JOB_PLUGINS.
-Deadlines below are safety nets for a hung process, never timing claims."""
+Deadlines (worker_procs.DEADLINE_S) are safety nets for a hung process, never timing claims."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
-import time
-from collections.abc import Callable
-from pathlib import Path
 
 import jobs_test_plugin
 import pytest
 from helpers import load_postgres_fixtures, open_store, postgres_available
+from worker_procs import DEADLINE_S, runs, start_worker, wait_for, worker_env
 
 from backend.jobs import JobQueue, job_dir
 from storage.models import JobStatus
-
-ROOT = Path(__file__).resolve().parents[2]
-DEADLINE_S = 120
-
 
 _pg = load_postgres_fixtures("_pg_fixtures")
 pg_server, pg_url = _pg.pg_server, _pg.pg_url  # fixtures, found by pytest under these names
@@ -41,51 +32,6 @@ def database_url(request) -> str | None:
     return request.getfixturevalue("pg_url")
 
 
-def _env(data_dir: Path, url: str | None, *, stale_after_s: float) -> dict[str, str]:
-    env = {
-        **os.environ,
-        "VLA_DATA_DIR": str(data_dir),
-        "VLA_JOB_PLUGINS": jobs_test_plugin.__name__,
-        "PYTHONPATH": os.pathsep.join(
-            p for p in (str(Path(jobs_test_plugin.__file__).parent), os.environ.get("PYTHONPATH")) if p
-        ),
-        "VLA_JOB_HEARTBEAT_S": "0.1",
-        "VLA_JOB_STALE_AFTER_S": str(stale_after_s),
-        "VLA_WORKER_THREADS": "1",
-    }
-    if url is None:
-        env.pop("VLA_DATABASE_URL", None)
-    else:
-        env["VLA_DATABASE_URL"] = url
-    return env
-
-
-def _start(env: dict[str, str], name: str, *args: str, log: Path) -> subprocess.Popen:
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "run.py", "worker", "--name", name, *args],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-
-
-def _wait_for(predicate: Callable[[], bool], what: str, logs: list[Path]) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while not predicate():
-        if time.monotonic() > deadline:
-            text = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in logs if p.exists())
-            raise AssertionError(f"timed out waiting for {what}\n{text}")
-        time.sleep(0.05)
-
-
-def _runs(data_dir: Path, job_id: int) -> list[tuple[int, int]]:
-    """(pid, first step) of every attempt at the job, from its runs.log."""
-    lines = (job_dir(data_dir, job_id) / "runs.log").read_text().splitlines()
-    return [(int(pid), int(step)) for pid, step in (line.split() for line in lines)]
-
-
 def test_a_sigkilled_worker_is_noticed_and_its_job_finishes_on_another(tmp_path) -> None:
     """Two workers start together (one start-up's wait, not two); the one that claims the job is SIGKILLed a few
     steps in, and the other re-queues it once its heartbeat is stale and finishes it from its checkpoint."""
@@ -93,11 +39,11 @@ def test_a_sigkilled_worker_is_noticed_and_its_job_finishes_on_another(tmp_path)
     store = open_store(data_dir, recover=False)
     queue = JobQueue(store.session_factory, data_dir=data_dir)
     job = queue.submit(jobs_test_plugin.KIND, {"steps": 20, "step_s": 0.1}, "alice")
-    env = _env(data_dir, None, stale_after_s=1.0)
+    env = worker_env(data_dir, None, stale_after_s=1.0)
     logs = {name: tmp_path / f"{name}.log" for name in "AB"}
-    procs = {name: _start(env, name, log=log) for name, log in logs.items()}
+    procs = {name: start_worker(env, name, log=log) for name, log in logs.items()}
     try:
-        _wait_for(lambda: queue.get(job.id).progress >= 0.2, "a worker to get a few steps in", list(logs.values()))
+        wait_for(lambda: queue.get(job.id).progress >= 0.2, "a worker to get a few steps in", list(logs.values()))
         victim = queue.get(job.id).worker
         (survivor,) = set(procs) - {victim}
         procs[victim].kill()  # SIGKILL: no clean-up, no hand-back
@@ -105,7 +51,7 @@ def test_a_sigkilled_worker_is_noticed_and_its_job_finishes_on_another(tmp_path)
         killed_at = int((job_dir(data_dir, job.id) / "step.txt").read_text())
         orphan = queue.get(job.id)
         assert orphan.status == JobStatus.RUNNING and orphan.worker == victim  # the database does not know yet
-        _wait_for(lambda: queue.get(job.id).finished, "the other worker to finish the job", list(logs.values()))
+        wait_for(lambda: queue.get(job.id).finished, "the other worker to finish the job", list(logs.values()))
     finally:
         for proc in procs.values():
             if proc.poll() is None:
@@ -116,7 +62,7 @@ def test_a_sigkilled_worker_is_noticed_and_its_job_finishes_on_another(tmp_path)
     done = queue.get(job.id)
     assert done.status == JobStatus.SUCCEEDED and done.worker == survivor and done.attempts == 2, done.error
     assert 2 <= killed_at < 20
-    assert _runs(data_dir, job.id) == [(procs[victim].pid, 0), (procs[survivor].pid, killed_at)]  # resumed
+    assert runs(data_dir, job.id) == [(procs[victim].pid, 0), (procs[survivor].pid, killed_at)]  # resumed
     assert done.result == {"steps": 20, "first_step": killed_at, "pid": procs[survivor].pid}
     log = (job_dir(data_dir, job.id) / "job.log").read_text()
     assert f"started on {victim} (attempt 1)" in log and f"started on {survivor} (attempt 2)" in log
@@ -129,9 +75,9 @@ def test_two_workers_started_together_run_each_job_exactly_once(tmp_path, databa
     queue = JobQueue(store.session_factory, data_dir=data_dir)
     jobs = [queue.submit(jobs_test_plugin.KIND, {"steps": 4, "step_s": 0.05}, "bob") for _ in range(6)]
     # A long stale limit: no job may be re-queued here just because a loaded machine delayed a heartbeat.
-    env = _env(data_dir, database_url, stale_after_s=60)
+    env = worker_env(data_dir, database_url, stale_after_s=60)
     logs = [tmp_path / "a.log", tmp_path / "b.log"]
-    workers = [_start(env, name, "--once", log=log) for name, log in zip("AB", logs, strict=True)]
+    workers = [start_worker(env, name, "--once", log=log) for name, log in zip("AB", logs, strict=True)]
     for proc, log in zip(workers, logs, strict=True):
         try:
             assert proc.wait(DEADLINE_S) == 0, log.read_text()
@@ -142,6 +88,6 @@ def test_two_workers_started_together_run_each_job_exactly_once(tmp_path, databa
     for job in jobs:
         done = queue.get(job.id)
         assert done.status == JobStatus.SUCCEEDED and done.attempts == 1, (done.id, done.status, done.error)
-        runs = _runs(data_dir, job.id)
-        assert len(runs) == 1 and runs[0][0] in pids and runs[0][1] == 0
-        assert done.worker in {"A", "B"} and done.result["pid"] == runs[0][0]
+        attempts = runs(data_dir, job.id)
+        assert len(attempts) == 1 and attempts[0][0] in pids and attempts[0][1] == 0
+        assert done.worker in {"A", "B"} and done.result["pid"] == attempts[0][0]
