@@ -525,7 +525,8 @@ def cmd_worker(args, settings: Settings, store) -> int:
 
 def _start_embedded_worker():
     """`run.py worker` as a child process, so jobs never run in the web server's process. Its own session, so a
-    Ctrl-C meant for the server reaches it once, as the server's SIGTERM; it also stops if the server dies."""
+    Ctrl-C meant for the server does not reach it: when the server stops (or dies), the worker finishes the job it
+    is running and then exits (Worker.drain), so a server restart leaves a running job running."""
     import socket
     import subprocess
 
@@ -535,18 +536,23 @@ def _start_embedded_worker():
     return subprocess.Popen(command, start_new_session=True)
 
 
-def _stop_embedded_worker(proc, timeout_s: float = 30.0) -> None:
-    """SIGTERM (the running job goes back to the queue), then SIGKILL if it does not exit in time."""
+def _drain_embedded_worker(proc, idle_exit_s: float = 3.0) -> None:
+    """SIGUSR1: an idle worker exits at once; a busy one finishes its job first (say so, and how to stop it)."""
     import signal
     import subprocess
 
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGUSR1)
+    try:
+        proc.wait(idle_exit_s)
+    except subprocess.TimeoutExpired:
+        print(
+            f"the job worker (pid {proc.pid}) finishes its running job, then exits; `kill {proc.pid}` hands the job "
+            "back to the queue instead (the next worker resumes it from its last checkpoint)",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def cmd_serve(args, settings: Settings, store) -> int:
@@ -576,7 +582,7 @@ def cmd_serve(args, settings: Settings, store) -> int:
         uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, ws_max_size=2**20)
     finally:
         if worker is not None:
-            _stop_embedded_worker(worker)
+            _drain_embedded_worker(worker)
         robot.close()
     return 0
 

@@ -11,7 +11,11 @@ nothing (the job was taken away because its heartbeat went stale: someone else r
 
 The heartbeat thread writes the handler's progress and `heartbeat_at` every `heartbeat_s` (sooner after a
 report, at most 4 times a second) and turns what it learns into `ctx.should_stop()`: a cancel request, a lost
-job, a shutdown signal, or the parent process gone (`parent_pid`: the worker `run.py serve` embeds dies with it).
+job, or a shutdown signal.
+
+Draining (SIGUSR1, `drain()`, or the parent process gone: `parent_pid`, the server that embeds this worker) lets
+the running job go on to its end, claims nothing more, then exits. So restarting `run.py serve` leaves a running
+job running: the old embedded worker finishes it while the new server starts a worker of its own.
 
 CPU threads: a job may use `threads` (torch intra-op threads and the OpenMP/BLAS variables; default every core
 but one, which stays with the robot's control loop and the web server).
@@ -88,6 +92,8 @@ class Worker:
         self.kinds = kinds
         self.parent_pid = parent_pid
         self._shutdown = threading.Event()
+        self._draining = threading.Event()  # finish the running job, claim no more
+        self._drain_signalled = False  # set by the SIGUSR1 handler
         self._signalled = False  # set by the signal handler (which must not take locks: see _on_signal)
         self._current: JobContext | None = None
 
@@ -119,8 +125,22 @@ class Worker:
         return ran
 
     def stopping(self) -> bool:
-        parent_gone = self.parent_pid is not None and os.getppid() != self.parent_pid
-        return self._signalled or parent_gone or self._shutdown.is_set()
+        """Whether the loop should end (it claims no job once this is true)."""
+        return self._signalled or self._shutdown.is_set() or self.draining()
+
+    def draining(self) -> bool:
+        if not self._draining.is_set():
+            if self._drain_signalled:
+                log.info("asked to drain: finishing the running job, then exiting")
+                self._draining.set()
+            elif self.parent_pid is not None and os.getppid() != self.parent_pid:
+                log.warning("the process that started this worker is gone: finishing the running job, then exiting")
+                self._draining.set()
+        return self._draining.is_set()
+
+    def drain(self) -> None:
+        """Let the running job finish, then stop (from another thread)."""
+        self._draining.set()
 
     def shutdown(self) -> None:
         """Stop after the running job was handed back to the queue (from another thread; signals: see below)."""
@@ -130,9 +150,14 @@ class Worker:
 
     def install_signal_handlers(self) -> None:
         """SIGTERM and SIGINT stop the worker cleanly (its job goes back to the queue); a second one interrupts
-        the handler at once (KeyboardInterrupt), and the job is still handed back."""
+        the handler at once (KeyboardInterrupt), and the job is still handed back. SIGUSR1 drains: the running job
+        goes on to its end, then the worker exits."""
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
+        signal.signal(signal.SIGUSR1, self._on_drain_signal)
+
+    def _on_drain_signal(self, _signum: int, _frame: Any) -> None:
+        self._drain_signalled = True  # a flag, like _on_signal: Event.set takes a lock the main thread may hold
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
         # Runs in the main thread between two bytecodes, maybe while it holds a lock: only a flag is set here; the
@@ -209,8 +234,9 @@ class Worker:
             ctx.progress_changed.wait(tick)
             if done.is_set():
                 return
-            if self.stopping():
-                ctx.stop("shutdown")
+            if self._signalled or self._shutdown.is_set():
+                ctx.stop("shutdown")  # draining is not stopping: the job runs on
+            self.draining()  # notices a parent that went away (and logs it once)
             now = time.monotonic()
             if not (ctx.progress_changed.is_set() or now >= due):
                 continue

@@ -1,7 +1,9 @@
 """A job kind for the worker tests only, loaded into `run.py worker` with VLA_JOB_PLUGINS=jobs_test_plugin (and
 tests/backend on PYTHONPATH): "test.sleep" works through config["steps"] steps of config["step_s"] seconds,
 keeping its step in a checkpoint file in the job folder, so a re-queued or resumed job continues where its last
-attempt stopped. Every attempt appends "<pid> <first step>" to runs.log there: the tests read who ran what."""
+attempt stopped. Every attempt appends "<pid> <first step>" to runs.log there: the tests read who ran what. With
+config["hold"], the last step waits until a file of that name appears in the job folder (the test says when the
+job may end)."""
 
 from __future__ import annotations
 
@@ -24,6 +26,10 @@ def sleep_steps(ctx: JobContext) -> dict:
         if ctx.should_stop():
             raise JobStopped
         time.sleep(step_s)
+        while step + 1 == steps and ctx.config.get("hold") and not (ctx.job_dir / ctx.config["hold"]).exists():
+            if ctx.should_stop():
+                raise JobStopped
+            time.sleep(0.02)
         tmp = checkpoint.with_suffix(".tmp")
         tmp.write_text(str(step + 1))
         os.replace(tmp, checkpoint)  # a kill never leaves half a checkpoint

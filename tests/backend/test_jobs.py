@@ -58,6 +58,19 @@ def _until_stopped(ctx: JobContext) -> dict:
     raise JobStopped
 
 
+HELD, RELEASE = threading.Event(), threading.Event()
+
+
+@register_handler("test.until-released")
+def _until_released(ctx: JobContext) -> dict:
+    """Works until the test sets RELEASE; a stop (shutdown, cancel) ends it early, which a drain must not do."""
+    HELD.set()
+    while not RELEASE.wait(0.01):
+        if ctx.should_stop():
+            raise JobStopped
+    return {"released": True}
+
+
 @register_handler("test.checkpointed")
 def _checkpointed(ctx: JobContext) -> dict:
     """Fails once after writing a checkpoint (config fail_first); a second attempt says whether it found one."""
@@ -308,6 +321,24 @@ def test_shutdown_hands_the_running_job_back_to_the_queue(queue, worker) -> None
     back = queue.get(job.id)
     assert back.status == S.QUEUED and back.worker is None and "shut down" in back.message
     assert worker.stopping() and worker.run() == 0  # a stopped worker claims nothing
+
+
+def test_a_draining_worker_finishes_its_job_then_claims_nothing(queue, worker, thread_env) -> None:
+    """What a server restart does to its embedded worker (run.py serve sends SIGUSR1; a dead parent does the same)."""
+    HELD.clear()
+    RELEASE.clear()
+    running = queue.submit("test.until-released", {}, None)
+    waiting = queue.submit("test.echo", {"x": 1}, None)
+    ran: list[int] = []
+    thread = in_thread(lambda: ran.append(worker.run()))
+    assert HELD.wait(JOIN_S)
+    worker.drain()
+    assert worker.stopping() and queue.get(running.id).status == S.RUNNING
+    RELEASE.set()  # the job goes on to its end after the drain
+    thread.join(JOIN_S)
+    assert not thread.is_alive() and ran == [1]
+    assert queue.get(running.id).status == S.SUCCEEDED and queue.get(running.id).result == {"released": True}
+    assert queue.get(waiting.id).status == S.QUEUED  # left for the next worker
 
 
 def test_a_worker_whose_job_was_requeued_stops_and_records_nothing(store, queue, worker, clock) -> None:
