@@ -38,6 +38,21 @@ def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, flo
     return low, high
 
 
+def difference_interval(k1: int, n1: int, k2: int, n2: int, z: float = Z_95) -> tuple[float, float, float]:
+    """(p1 - p2, low, high): Newcombe's hybrid score interval for a difference of two independent proportions
+    (method 10 of Newcombe 1998, built from the two Wilson intervals). It keeps its coverage at 0/n and n/n, where
+    the normal approximation collapses; a difference is significant at 95% when the interval excludes 0."""
+    if n1 == 0 or n2 == 0:
+        raise ValueError("both proportions need at least one trial")
+    p1, p2 = k1 / n1, k2 / n2
+    l1, u1 = wilson_interval(k1, n1, z)
+    l2, u2 = wilson_interval(k2, n2, z)
+    d = p1 - p2
+    low = d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)
+    high = d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
+    return d, max(-1.0, low), min(1.0, high)
+
+
 def success_summary(successes: Sequence[bool]) -> dict:
     """{"episodes", "successes", "success_rate", "wilson_95": [low, high]} of a list of outcomes."""
     n = len(successes)

@@ -10,7 +10,9 @@ they are mapped per router (a route class) rather than app-wide, where a ValueEr
 - the robot session (backend.control.RobotSession): bad value 400, unknown 404, wrong state 409
   (NoRecordingError and RecordingActiveError are RuntimeErrors);
 - the episode query (storage.episode_query.EpisodeQuery.validate): a filter it refuses 422;
-- the training launch (backend.jobs.train.submit_training): an empty snapshot, an unfit base model, a bad option 422.
+- the training launch (backend.jobs.train.submit_training): an empty snapshot, an unfit base model, a bad option 422;
+- the evaluation launch (backend.jobs.evaluate.submit_evaluation): an unknown task or colour, a model the sim cannot
+  drive 422.
 
 A request that fails validation gets 422 with {"detail": [{"loc", "msg", "type"}, ...]}: never the input itself
 (FastAPI's default handler echoes it, which fails with a 500 on a string that is not valid Unicode and sends a
@@ -183,3 +185,4 @@ def _mapping_route(statuses: dict[type[Exception], int]) -> type[APIRoute]:
 RobotSessionRoute = _mapping_route({LookupError: 404, ValueError: 400, RuntimeError: 409})
 EpisodeQueryRoute = _mapping_route({ValueError: 422})
 TrainingLaunchRoute = _mapping_route({LookupError: 404, ValueError: 422})
+EvaluationLaunchRoute = _mapping_route({LookupError: 404, ValueError: 422})

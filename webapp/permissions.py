@@ -78,6 +78,8 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Permission | str] = {
     ("POST", "/api/models/{model_id}/archive"): P.TRAINING_WRITE,
     ("PATCH", "/api/models/{model_id}"): P.TRAINING_WRITE,
     ("POST", "/api/models/import"): P.TRAINING_WRITE,
+    ("POST", "/api/models/{model_id}/evaluate"): P.TRAINING_WRITE,  # an evaluation job (followed under /api/jobs)
+    ("GET", "/api/models/{model_id}/evaluations"): P.TRAINING_READ,
     # training jobs: launched by engineers and admins (followed, cancelled, retried under /api/jobs)
     ("GET", "/api/training/presets"): P.TRAINING_READ,
     ("POST", "/api/training/jobs"): P.TRAINING_WRITE,

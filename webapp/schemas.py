@@ -15,7 +15,7 @@ from backend.jobs.export import out_dir as export_out_dir
 from backend.services.curation import BulkOp
 from storage.episode_meta import EpisodeInfo
 from storage.episode_query import SortKey, SuccessLabel
-from storage.models import FailureReason, JobStatus, ModelStage, QualityFlagName
+from storage.models import FailureReason, JobStatus, QualityFlagName
 
 # SQLite (and PostgreSQL's BIGINT) store signed 64-bit integers: anything larger is refused here with a 422 rather
 # than raising OverflowError (a 500) in the driver.
@@ -361,100 +361,3 @@ class ExportJobOut(JobOut):
             | {"target": job.config["target"], "name": job.config["name"], "user": job.created_by, "state": state}
             | {"done": done, "total": total, "out_dir": str(export_out_dir(data_dir, job))}
         )
-
-
-# -- models (backend.services.models: the registry) ----------------------------------------------------------------
-class ModelOut(_Out):
-    id: int
-    name: str
-    version: int = Field(description="1, 2, ... per name")
-    policy_type: str = Field(description="the registered policy (config.json's model_type)")
-    stage: ModelStage = Field(description="production: the default for rollouts, one per name")
-    path: str = Field(description="the model's folder on the server (e.g. for run.py eval --model)")
-    files: dict[str, str] = Field(description="{relative path: sha256} as registered")
-    config: dict[str, Any] = Field(description="the policy's config.json")
-    parent_id: int | None = Field(description="the model it was fine-tuned from")
-    snapshot_id: int | None = Field(description="the snapshot it was trained on")
-    job_id: int | None = Field(description="the job that made it")
-    metrics: dict[str, Any] = Field(
-        description="val_loss, train_loss, steps, uncertainty_threshold; closed_loop: {episodes, successes, "
-        "success_rate, wilson_95, seeds, task} when it was rolled out"
-    )
-    notes: str | None
-    created_by: str | None
-    created_at: datetime
-
-    @field_validator("path", mode="before")
-    @classmethod
-    def _path_text(cls, value: Any) -> Any:
-        return str(value)
-
-
-class ModelsOut(BaseModel):
-    data: list[ModelOut] = Field(description="newest first")
-    count: int
-
-
-class ModelRefOut(BaseModel):
-    id: int
-    name: str
-    version: int
-    stage: ModelStage
-    snapshot_id: int | None
-    job_id: int | None
-
-
-class LineageSnapshotOut(BaseModel):
-    id: int
-    name: str
-    dataset: str
-    num_episodes: int
-    episode_ids: list[int] = Field(description="the snapshot's episodes, in order")
-
-
-class LineageJobOut(BaseModel):
-    id: int
-    kind: str
-    status: str
-    created_by: str | None
-    finished_at: datetime | None
-
-
-class LineageOut(BaseModel):
-    parents: list[ModelRefOut] = Field(description="the model it was fine-tuned from, then that one's parent, ...")
-    snapshot: LineageSnapshotOut | None
-    job: LineageJobOut | None
-
-
-class ModelDetailOut(ModelOut):
-    lineage: LineageOut
-    problems: list[str] = Field(description="missing, altered or unexpected files; [] when the files are intact")
-
-
-class DiffOut(BaseModel):
-    key: str
-    a: Any
-    b: Any
-
-
-class ClosedLoopCompareOut(BaseModel):
-    a: dict[str, Any] | None
-    b: dict[str, Any] | None
-    same_seeds: bool | None = Field(description="true: both rolled out on the same seeds; null: not known")
-    note: str
-
-
-class ModelCompareOut(BaseModel):
-    a: ModelOut
-    b: ModelOut
-    config_diff: list[DiffOut] = Field(description="config keys whose values differ")
-    metrics: list[DiffOut] = Field(description="every metric of either, side by side")
-    closed_loop: ClosedLoopCompareOut
-
-
-class ModelNotesIn(_In):
-    notes: str = Field(max_length=10_000)
-
-
-class ModelCurvesOut(BaseModel):
-    records: list[dict[str, Any]] = Field(description="the training's metrics.jsonl copied with the model")

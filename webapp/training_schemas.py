@@ -29,7 +29,7 @@ class TrainingOptionsIn(_In):
     policy_overrides: dict[str, int | float | bool | str | list[int] | list[str]] | None = Field(
         None,
         max_length=32,
-        description="policy config fields for a model trained from scratch, e.g. {\"d_model\": 64}; cameras, "
+        description='policy config fields for a model trained from scratch, e.g. {"d_model": 64}; cameras, '
         "state_dim and action_dim default to the snapshot's. An unknown field fails the job with its name.",
     )
 

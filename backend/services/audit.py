@@ -46,6 +46,7 @@ class Action(enum.StrEnum):
     JOB_CANCEL = "job.cancel"
     JOB_RETRY = "job.retry"
     TRAINING_LAUNCH = "training.launch"
+    EVALUATION_LAUNCH = "evaluation.launch"
     MODEL_REGISTER = "model.register"
     MODEL_IMPORT = "model.import"
     MODEL_PROMOTE = "model.promote"

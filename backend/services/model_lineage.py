@@ -1,15 +1,18 @@
-"""Where a registered model came from (parent chain, snapshot and its episodes, job) and how two models differ
-(config diff, metrics side by side, whether their closed-loop success was measured on the same seeds)."""
+"""Where a registered model came from (parent chain, snapshot and its episodes, job), how it did in evaluation
+jobs, and how two models differ (config diff, metrics side by side, whether their closed-loop success was measured
+on the same seeds, and their evaluations on the same seeds with the difference's interval)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage.errors import NotFoundError
-from storage.models import Job, RegisteredModel
+from storage.models import Job, JobStatus, RegisteredModel
 from storage.snapshots import SnapshotService
+from vla_core.metrics import difference_interval
 
 if TYPE_CHECKING:
     from backend.services.models import ModelInfo
@@ -58,8 +61,61 @@ def _snapshot_ref(session_factory: sessionmaker[Session], snapshot_id: int | Non
     }
 
 
-def compare_models(a: ModelInfo, b: ModelInfo) -> dict[str, Any]:
-    """The differences between two models, for the side-by-side view."""
+EVALUATIONS_SCANNED = 2000  # newest finished evaluation jobs looked through for one model's
+
+
+def evaluations_of(session_factory: sessionmaker[Session], model_id: int, *, limit: int = 50) -> list[dict[str, Any]]:
+    """The model's succeeded evaluation jobs, newest first: {"job_id", "finished_at", "created_by", "seeds",
+    "max_steps", "overall", "per_group"} (backend.jobs.evaluate writes the result)."""
+    from backend.jobs.evaluate import KIND
+
+    query = (
+        select(Job)
+        .where(Job.kind == KIND, Job.status == JobStatus.SUCCEEDED)
+        .order_by(Job.id.desc())
+        .limit(EVALUATIONS_SCANNED)
+    )
+    out = []
+    with session_factory() as s:
+        for job in s.scalars(query):
+            result = job.result or {}
+            if result.get("model_id") != model_id:
+                continue
+            out.append({"job_id": job.id, "finished_at": job.finished_at, "created_by": job.created_by,
+                        **{k: result.get(k) for k in ("seeds", "max_steps", "overall", "per_group")}})  # fmt: skip
+            if len(out) >= limit:
+                break
+    return out
+
+
+def compare_evaluations(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """For every set of seeds (and step limit) both models were evaluated on, the newest evaluation of each and
+    the difference of their success rates with its 95% interval (significant when it excludes 0)."""
+
+    def key(e: dict) -> str:
+        return repr((sorted((e.get("seeds") or {}).items()), e.get("max_steps")))
+
+    newest_b: dict[str, dict] = {}
+    for e in b:
+        newest_b.setdefault(key(e), e)
+    pairs, seen = [], set()
+    for e in a:
+        k = key(e)
+        if k in seen or k not in newest_b:
+            continue
+        seen.add(k)
+        other = newest_b[k]
+        oa, ob = e.get("overall") or {}, other.get("overall") or {}
+        pair = {"seeds": e["seeds"], "max_steps": e.get("max_steps"), "a": e, "b": other}
+        if oa.get("episodes") and ob.get("episodes"):
+            d, low, high = difference_interval(oa["successes"], oa["episodes"], ob["successes"], ob["episodes"])
+            pair |= {"difference": d, "difference_95": [low, high], "significant": not low <= 0.0 <= high}
+        pairs.append(pair)
+    return pairs
+
+
+def compare_models(a: ModelInfo, b: ModelInfo, evaluations: tuple[list[dict], list[dict]] = ([], [])) -> dict[str, Any]:
+    """The differences between two models, for the side-by-side view (`evaluations`: evaluations_of each)."""
     config_diff = [
         {"key": k, "a": a.config.get(k), "b": b.config.get(k)}
         for k in sorted(set(a.config) | set(b.config))
@@ -73,6 +129,7 @@ def compare_models(a: ModelInfo, b: ModelInfo) -> dict[str, Any]:
         "config_diff": config_diff,
         "metrics": metrics,
         "closed_loop": {"a": loop_a, "b": loop_b, "same_seeds": same_seeds, "note": note},
+        "evaluations": compare_evaluations(*evaluations),
     }
 
 

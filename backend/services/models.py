@@ -47,7 +47,7 @@ from backend.services.model_files import (
     unpack_archive,
     write_archive,
 )
-from backend.services.model_lineage import compare_models, lineage_of
+from backend.services.model_lineage import compare_models, evaluations_of, lineage_of
 from storage.episode_files import fsync_path
 from storage.episode_meta import validate_name
 from storage.errors import AnnotationError, ConflictError, FormatError, NotFoundError
@@ -313,10 +313,16 @@ class ModelRegistry:
             row = self._row(s, model_id)
         return lineage_of(self._sf, row)
 
+    def evaluations(self, model_id: int) -> list[dict[str, Any]]:
+        """The model's finished evaluation jobs (backend.jobs.evaluate), newest first."""
+        self.get(model_id)
+        return evaluations_of(self._sf, model_id)
+
     def compare(self, a: int, b: int) -> dict[str, Any]:
-        """Config keys whose values differ, metrics side by side, and whether closed-loop success was measured on
-        the same seeds (then the two rates compare directly)."""
-        return compare_models(self.get(a), self.get(b))
+        """Config keys whose values differ, metrics side by side, whether closed-loop success was measured on the
+        same seeds (then the two rates compare directly), and both models' evaluations on the same seeds."""
+        info_a, info_b = self.get(a), self.get(b)
+        return compare_models(info_a, info_b, (evaluations_of(self._sf, a), evaluations_of(self._sf, b)))
 
     # -- changing stages and notes ----------------------------------------------------------------------------------
     def promote(self, model_id: int, *, actor: str | None, address: str | None = None) -> ModelInfo:

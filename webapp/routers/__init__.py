@@ -10,6 +10,7 @@ from webapp.routers import (
     auth,
     datasets,
     episodes,
+    evaluations,
     exports,
     jobs,
     labeling,
@@ -22,7 +23,21 @@ from webapp.routers import (
 
 RESOURCE_ROUTERS = [
     r.router
-    for r in (robot, episodes, labeling, datasets, snapshots, exports, jobs, training, models, auth, users, audit)
+    for r in (
+        robot,
+        episodes,
+        labeling,
+        datasets,
+        snapshots,
+        exports,
+        jobs,
+        training,
+        evaluations,
+        models,
+        auth,
+        users,
+        audit,
+    )  # fmt: skip
 ]
 api_router = APIRouter(prefix=API_PREFIX, dependencies=[Depends(authorize)], responses=error_responses(401, 403))
 for resource_router in RESOURCE_ROUTERS:

@@ -18,8 +18,7 @@ from starlette.background import BackgroundTask
 from storage.models import ModelStage
 from webapp.deps import AddressDep, CurrentUserDep, ModelsDep
 from webapp.errors import error_responses
-from webapp.schemas import (
-    IdPath,
+from webapp.model_schemas import (
     ModelCompareOut,
     ModelCurvesOut,
     ModelDetailOut,
@@ -27,6 +26,7 @@ from webapp.schemas import (
     ModelOut,
     ModelsOut,
 )
+from webapp.schemas import IdPath
 from webapp.security import upload_types
 
 router = APIRouter(prefix="/models", tags=["models"])

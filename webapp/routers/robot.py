@@ -85,9 +85,7 @@ def recording_discard(robot: RobotSessionDep, audit: AuditDep) -> dict:
 
 
 @router.post("/recording/restart", responses=SESSION_ERRORS)
-def recording_restart(
-    body: RecordingRestartIn, robot: RobotSessionDep, user: CurrentUserDep, audit: AuditDep
-) -> dict:
+def recording_restart(body: RecordingRestartIn, robot: RobotSessionDep, user: CurrentUserDep, audit: AuditDep) -> dict:
     """Re-record: drop the current take (if any), put the scene back (same seed by default) and start again."""
     current = robot.status()
     if current.get("recording", {}).get("active"):

@@ -1,0 +1,156 @@
+"""Evaluation jobs: a registered model rolled out in the sim on fixed seeds, closed-loop success per task and colour
+with Wilson intervals, uncertainty and grounding (backend.services.evaluation, the code `run.py eval` runs).
+
+    job = submit_evaluation(queue, registry, EvaluationRequest(model_id=3, episodes=20), user="alice")
+
+Seeds: episode i of a colour uses ``seed_bases[colour] + i``. The defaults are the test seeds (100000 red, 101000
+green, 102000 blue: disjoint from the training scenes and from the validation seeds checkpoint selection uses), so
+two models evaluated with the same request are compared on the same scenes. The job's folder holds
+``evaluation.json`` (every episode); its result is the summary the registry shows with the model
+(ModelRegistry.evaluations) and compares between models. Resumable: groups finished by an earlier attempt are
+kept in ``groups/<task>_<colour>.json`` and not rolled out again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from backend.jobs.context import JobContext, JobStopped
+from backend.jobs.handlers import register_handler
+from backend.jobs.queue import JobInfo, JobQueue
+
+KIND = "evaluate"
+TEST_SEEDS = {"red": 100_000, "green": 101_000, "blue": 102_000}  # the seeds `run.py eval` and bench_vla use
+MAX_EPISODES = 1000  # per (task, colour)
+SUMMARY_KEYS = ("success_rate", "successes", "episodes", "wilson_95", "mean_steps", "grounding_rate",
+                "uncertainty_auroc_max", "uncertainty_auroc_mean", "policy_ms_p95_max")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class EvaluationRequest:
+    """`tasks` x `colours` (None: every sim colour), `episodes` per pair from `seed_bases` (None: TEST_SEEDS)."""
+
+    model_id: int
+    tasks: tuple[str, ...] = ("pick",)
+    colours: tuple[str, ...] | None = None
+    episodes: int = 10
+    seed_bases: dict[str, int] | None = None
+    max_steps: int = 200
+
+
+def submit_evaluation(queue: JobQueue, registry: Any, request: EvaluationRequest, *, user: str) -> JobInfo:
+    """Check the request, then queue it; nothing is queued on any error. NotFoundError for an unknown model;
+    ModelIntegrityError for one whose files are missing or altered; ValueError for a task or colour the sim does
+    not know, a bad count, or a model the sim cannot drive (cameras, state or action size)."""
+    from backend.services.models import ModelIntegrityError
+    from backend.sim import CAMERAS, COLOURS, make_task
+    from backend.sim.sim_robot import ARM_JOINTS
+
+    info = registry.get(request.model_id)
+    problems = registry.verify(request.model_id)
+    if problems:
+        raise ModelIntegrityError(info.label, problems)
+    if not 1 <= request.episodes <= MAX_EPISODES:
+        raise ValueError(f"episodes must be between 1 and {MAX_EPISODES}, got {request.episodes}")
+    if request.max_steps < 1:
+        raise ValueError(f"max_steps must be at least 1, got {request.max_steps}")
+    colours = list(request.colours or COLOURS)
+    bases = {**TEST_SEEDS, **(request.seed_bases or {})}
+    tasks = list(dict.fromkeys(request.tasks))
+    if not tasks:
+        raise ValueError("name at least one task")
+    for task in tasks:
+        for colour in colours:
+            make_task(task, colour=colour)  # UnknownTaskError (a ValueError) names the valid ones
+    for colour in colours:
+        if colour not in bases or not isinstance(bases[colour], int) or bases[colour] < 0:
+            raise ValueError(f"no seed base for colour {colour!r} (a non-negative integer)")
+    missing = sorted(set(info.config.get("cameras") or ()) - set(CAMERAS))
+    if missing:
+        raise ValueError(f"{info.label} needs camera(s) {', '.join(missing)}, which the sim does not render")
+    arm = len(ARM_JOINTS) + 1  # joints + gripper, for state and action alike
+    for key in ("state_dim", "action_dim"):
+        if key in info.config and int(info.config[key]) != arm:
+            raise ValueError(f"{info.label} has {key} {info.config[key]}; the sim arm has {arm}")
+    seeds = {f"{t}/{c}": [bases[c], request.episodes] for t in tasks for c in colours}
+    config = {"model_id": info.id, "model": info.label, "seeds": seeds, "max_steps": int(request.max_steps)}
+    return queue.submit(KIND, config, user)
+
+
+@register_handler(KIND)
+def run_evaluation(ctx: JobContext) -> dict[str, Any]:
+    from backend.services.evaluation import EvalConfig, evaluate_policy, summarize
+    from backend.services.models import ModelRegistry
+    from backend.sim import SimConfig, SimRobot
+
+    config = ctx.config
+    registry = ModelRegistry(ctx.store.session_factory, ctx.settings.models_dir)
+    model_id = int(config["model_id"])
+    policy = registry.load(model_id)  # ModelIntegrityError: the job fails, naming what is wrong
+    info = registry.get(model_id)
+    groups: dict[str, list[int]] = config["seeds"]
+    total = sum(n for _, n in groups.values())
+    done_dir = ctx.job_dir / "groups"
+    done_dir.mkdir(exist_ok=True)
+    cameras = tuple(policy.config.cameras)
+    robot = SimRobot(SimConfig(image_size=int(policy.config.image_size), cameras=cameras))
+    reports: dict[str, dict] = {}
+    finished = 0
+    try:
+        for group, (base, episodes) in groups.items():
+            task, colour = group.split("/")
+            saved = done_dir / f"{task}_{colour}.json"
+            if saved.exists():  # a group an earlier attempt finished
+                reports[group] = json.loads(saved.read_text())
+                finished += episodes
+                continue
+            results = []
+            for i in range(episodes):
+                if ctx.should_stop():
+                    raise JobStopped()
+                cfg = EvalConfig(task=task, colour=colour, episodes=1, seed_base=base + i,
+                                 max_steps=config["max_steps"])  # fmt: skip
+                evaluate_policy(policy, cfg, robot=robot, on_episode=results.append)
+                finished += 1
+                ok = sum(r.success for r in results)
+                ctx.report(finished / total, f"{group}: {ok}/{len(results)} succeeded ({finished}/{total} rollouts)")
+            report = summarize(results, threshold=getattr(policy.config, "uncertainty_threshold", None))
+            report |= {"task": task, "colour": colour, "seed_base": base}
+            _write_json(saved, report)
+            reports[group] = report
+            ctx.log.info("%s: %d/%d succeeded", group, report["successes"], report["episodes"])
+    finally:
+        robot.close()
+    everything = [e for r in reports.values() for e in r["per_episode"]]
+    overall = summarize(
+        [_episode(e) for e in everything], threshold=getattr(policy.config, "uncertainty_threshold", None)
+    )
+    _write_json(ctx.job_dir / "evaluation.json", {"model": info.label, "seeds": groups, "overall": overall,
+                                                  "groups": reports})  # fmt: skip
+    result = {"model_id": model_id, "seeds": groups, "max_steps": config["max_steps"]}
+    result["overall"] = {k: overall.get(k) for k in SUMMARY_KEYS}
+    result["per_group"] = {g: {k: r.get(k) for k in SUMMARY_KEYS} for g, r in reports.items()}
+    ctx.log.info("%s: %d/%d succeeded overall", info.label, overall["successes"], overall["episodes"])
+    return result
+
+
+def _episode(d: dict):
+    """An EpisodeResult read back from its saved dict (without the per-prediction trace, which is not saved)."""
+    from dataclasses import fields
+
+    from backend.services.evaluation import EpisodeResult
+
+    names = {f.name for f in fields(EpisodeResult)} - {"uncertainties"}
+    return EpisodeResult(**{k: d[k] for k in names if k in d})
+
+
+def _write_json(path, data) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, default=float))
+    os.replace(tmp, path)  # a kill never leaves half a file
+
+
+__all__ = ["KIND", "TEST_SEEDS", "EvaluationRequest", "submit_evaluation"]

@@ -1,0 +1,110 @@
+"""/api/models/{id}/evaluate and /evaluations: a bad launch gets a clear 4xx and queues nothing; a real evaluation
+job (an untrained vla_tiny in the real sim, run by a worker in this process) records success per task and colour
+with Wilson intervals, shows with the model, and two models evaluated alike compare on the same seeds."""
+
+from __future__ import annotations
+
+import pytest
+from helpers import TINY_POLICY_KWARGS
+from job_runner import run_queued_jobs
+
+from backend.services.audit import AuditQuery
+from vla_core.metrics import difference_interval, wilson_interval
+
+# The sim arm's state and action (6 joints + gripper), one camera at 32 px: the cheapest model the sim can drive.
+SIM_TINY = {**TINY_POLICY_KWARGS, "state_dim": 7, "action_dim": 7}
+FAST = {"episodes": 2, "colours": ["red", "green"], "max_steps": 5}
+
+
+@pytest.fixture
+def register(app, tmp_path):
+    from vla_core.policies import make_policy
+
+    def register(name: str, seed: int = 0, **overrides):
+        import torch
+
+        torch.manual_seed(seed)
+        folder = tmp_path / f"{name}-{seed}"
+        make_policy("vla_tiny", **{**SIM_TINY, **overrides}).save_pretrained(folder)
+        return app.state.models.register(folder, name=name, created_by="trainer")
+
+    return register
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"tasks": ["juggle"]}, "juggle"),
+        ({"colours": ["purple"]}, "purple"),
+        ({"seed_bases": {"red": -1}}, "red"),
+        ({"episodes": 0}, None),
+        ({"episodes": 1001}, None),
+        ({"max_steps": 0}, None),
+        ({"tasks": []}, None),
+    ],
+)
+def test_bad_launches_are_refused_and_queue_nothing(client, app, register, body, message) -> None:
+    model = register("pick")
+    before = app.state.jobs.count()
+    r = client.post(f"/api/models/{model.id}/evaluate", json=body)
+    assert r.status_code == 422, r.text
+    if message:
+        assert message in r.json()["detail"]
+    assert app.state.jobs.count() == before
+
+
+def test_models_the_sim_cannot_drive_or_whose_files_changed_are_refused(client, app, register) -> None:
+    before = app.state.jobs.count()
+    assert client.post("/api/models/999/evaluate", json={}).status_code == 404
+    two_joints = register("toy", state_dim=2, action_dim=2)
+    r = client.post(f"/api/models/{two_joints.id}/evaluate", json={})
+    assert r.status_code == 422 and "the sim arm has 7" in r.json()["detail"], r.text
+    overhead = register("overhead", cameras=("overhead",))
+    r = client.post(f"/api/models/{overhead.id}/evaluate", json={})
+    assert r.status_code == 422 and "overhead" in r.json()["detail"], r.text
+    damaged = register("pick")
+    (damaged.path / "normalization.json").write_text("{}")
+    r = client.post(f"/api/models/{damaged.id}/evaluate", json={})
+    assert r.status_code == 409 and "normalization.json" in r.json()["detail"], r.text
+    assert app.state.jobs.count() == before
+
+
+def test_an_evaluation_job_records_success_per_group_and_two_models_compare_on_the_same_seeds(client, app, register):
+    a, b = register("pick", seed=0), register("pick", seed=1)
+    launched = [client.post(f"/api/models/{m.id}/evaluate", json=FAST) for m in (a, b)]
+    assert [r.status_code for r in launched] == [202, 202], [r.text for r in launched]
+    job = launched[0].json()
+    assert job["kind"] == "evaluate" and job["created_by"] == "alice"
+    assert job["config"]["seeds"] == {"pick/red": [100000, 2], "pick/green": [101000, 2]}  # the test seeds
+    assert run_queued_jobs(app) == 2
+
+    done = client.get(f"/api/jobs/{job['id']}").json()
+    assert done["status"] == "succeeded", done["error"]
+    result = done["result"]
+    assert set(result["per_group"]) == {"pick/red", "pick/green"}
+    for group in result["per_group"].values():
+        assert group["episodes"] == 2 and group["wilson_95"] == list(wilson_interval(group["successes"], 2))
+    overall = result["overall"]
+    assert overall["episodes"] == 4 and overall["successes"] == sum(
+        g["successes"] for g in result["per_group"].values()
+    )
+    assert (app.state.settings.data_dir / "jobs" / str(job["id"]) / "evaluation.json").is_file()
+
+    listed = client.get(f"/api/models/{a.id}/evaluations").json()["data"]
+    assert [e["job_id"] for e in listed] == [job["id"]] and listed[0]["overall"] == overall
+    assert client.get(f"/api/models/{b.id}/evaluations").json()["data"][0]["job_id"] == launched[1].json()["id"]
+    assert client.get("/api/models/999/evaluations").status_code == 404
+
+    pairs = client.get(f"/api/models/{a.id}/compare/{b.id}").json()["evaluations"]
+    assert len(pairs) == 1 and pairs[0]["seeds"] == job["config"]["seeds"]
+    oa, ob = pairs[0]["a"]["overall"], pairs[0]["b"]["overall"]
+    d, low, high = difference_interval(oa["successes"], 4, ob["successes"], 4)
+    assert pairs[0]["difference"] == d and pairs[0]["difference_95"] == [low, high]
+    assert pairs[0]["significant"] is (not low <= 0 <= high)
+
+    other_seeds = client.post(f"/api/models/{b.id}/evaluate", json={**FAST, "seed_bases": {"red": 5, "green": 6}})
+    assert other_seeds.status_code == 202 and run_queued_jobs(app) == 1
+    assert len(client.get(f"/api/models/{a.id}/compare/{b.id}").json()["evaluations"]) == 1  # not on other seeds
+
+    rows, _ = app.state.auth.audit.query(AuditQuery(action="evaluation.launch", limit=10))
+    assert sorted(r.object_id for r in rows) == sorted(str(r.json()["id"]) for r in (*launched, other_seeds))

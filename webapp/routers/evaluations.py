@@ -1,0 +1,38 @@
+"""/api/models/{id}/evaluate and /evaluations: a registered model rolled out in the sim on fixed seeds by an
+evaluation job (backend.jobs.evaluate), and the results of those jobs. Launching is training.write (engineers,
+admins) and audited; the job is followed, cancelled and retried under /api/jobs."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from backend.jobs.evaluate import EvaluationRequest, submit_evaluation
+from backend.services.audit import Action
+from webapp.deps import AuditDep, CurrentUserDep, JobsDep, ModelsDep
+from webapp.errors import EvaluationLaunchRoute, error_responses
+from webapp.model_schemas import EvaluationIn, EvaluationOut, EvaluationsOut
+from webapp.schemas import IdPath, JobOut
+
+router = APIRouter(prefix="/models", tags=["models"], route_class=EvaluationLaunchRoute)
+INTEGRITY = {409: "the model's files are missing or altered (the answer lists them): refused"}
+
+
+@router.post("/{model_id}/evaluate", status_code=202, responses=error_responses(404, 409, described=INTEGRITY))
+def evaluate_model(
+    model_id: IdPath, body: EvaluationIn, jobs: JobsDep, models: ModelsDep, user: CurrentUserDep, audit: AuditDep
+) -> JobOut:
+    """Queue an evaluation job; a worker runs it. 404: unknown model; 409: its files are missing or altered; 422:
+    a task or colour the sim does not know, or a model the sim cannot drive. Nothing is queued on an error."""
+    request = EvaluationRequest(
+        model_id=model_id, tasks=tuple(body.tasks), colours=tuple(body.colours) if body.colours else None,
+        episodes=body.episodes, seed_bases=body.seed_bases, max_steps=body.max_steps,
+    )  # fmt: skip
+    job = submit_evaluation(jobs, models, request, user=user.name)
+    audit(Action.EVALUATION_LAUNCH, "job", job.id, model_id=model_id, seeds=job.config["seeds"])
+    return JobOut.model_validate(job)
+
+
+@router.get("/{model_id}/evaluations", responses=error_responses(404))
+def model_evaluations(model_id: IdPath, models: ModelsDep) -> EvaluationsOut:
+    """The model's finished evaluation jobs, newest first."""
+    return EvaluationsOut(data=[EvaluationOut.model_validate(e) for e in models.evaluations(model_id)])
