@@ -1,11 +1,13 @@
 // Two models side by side (GET /api/models/{a}/compare/{b}): the config keys that differ, every metric, closed-loop
 // success with its Wilson interval (and whether both were measured on the same seeds, when the rates compare
-// directly), and both training curves overlaid (A solid, B dotted).
+// directly), their evaluations on the same seeds with the difference's interval, and both training curves overlaid
+// (A solid, B dotted).
 
 import { get } from "../common/api.js";
 import { button, h, refill } from "../common/dom.js";
 import { loadPlotly } from "../common/plotly.js";
 import { chartDivs, drawCurves } from "../train/curves.js";
+import { evaluationPairs } from "./evaluations.js";
 import { M, say, show, successText } from "./state.js";
 
 const label = (m) => `${m.name} v${m.version}`;
@@ -50,6 +52,7 @@ export async function compare(a = M.el.cmpA.value, b = M.el.cmpB.value) {
   E.cmpOut.replaceChildren(
     h("div", { id: "vla-models-compare-loop", "data-same-seeds": String(loop.same_seeds) },
       h("b", {}, "Closed-loop success: "), `A ${successText(loop.a)}, B ${successText(loop.b)} — ${loop.note}`),
+    evaluationPairs(c.evaluations || []),
     h("b", {}, c.config_diff.length ? `Config: ${c.config_diff.length} keys differ` : "Config: identical"),
     h("table", { class: "vla-models-diff", id: "vla-models-config-diff" }, head, h("tbody", {}, ...rows(c.config_diff))),
     h("b", {}, "Metrics"),

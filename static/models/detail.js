@@ -1,12 +1,14 @@
 // One model in detail: its stage and file check (missing or altered files in red: such a model is never loaded),
 // promote / archive / notes, the download link, config and metrics, the training curves (/curves) and its lineage:
 // parent models -> snapshot -> episodes (each a link: a parent opens here, an episode in the Label tab, the job in
-// the Train tab). Changing anything needs training.write: else the controls are disabled, with why.
+// the Train tab), and its evaluation jobs (evaluations.js). Changing anything needs training.write: else the
+// controls are disabled, with why.
 
 import { api, get } from "../common/api.js";
 import { button, h } from "../common/dom.js";
 import { can, reason } from "../common/identity.js";
 import { chartDivs, drawCurves } from "../train/curves.js";
+import { evaluationBox, loadEvaluations } from "./evaluations.js";
 import { M, say, show, successText } from "./state.js";
 
 /** Click a dashboard tab by its label (Gradio's tab bar): links between the pages. */
@@ -99,6 +101,7 @@ function render(m, reload) {
       "vla-models-metrics")),
       h("div", {}, h("b", {}, "Config"), table(Object.entries(m.config).map(([k, v]) => [k, show(v)]),
         "vla-models-config"))),
+    evaluationBox(m),
     h("div", { class: "vla-models-hint" }, `${m.policy_type}, by ${m.created_by ?? "?"}, at ${m.path}`));
 }
 
@@ -113,6 +116,7 @@ export async function openModel(id) {
   M.detail = m;
   const reload = async () => { await openModel(id); await M.api.load(); };
   render(m, reload);
+  loadEvaluations(id);
   M.el.curveBox.hidden = true;
   try {
     const { records } = await get(`models/${id}/curves`);

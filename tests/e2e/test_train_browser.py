@@ -156,6 +156,17 @@ def test_engineer_trains_follows_and_compares(server, browser, episodes, tmp_pat
     page.click("#vla-models-promote")
     page.wait_for_selector(f'#vla-models-title[data-model-id="{model_id}"][data-stage="production"]', timeout=10_000)
     assert server.get(f"/api/models/{model_id}")["stage"] == "production"
+
+    # Evaluate it (one rollout per colour on the test seeds): the embedded worker runs the job, the table fills.
+    page.fill("#vla-models-eval-episodes", "1")
+    page.click("#vla-models-evaluate")
+    page.wait_for_selector("#vla-models-eval-table tbody tr", timeout=120_000)
+    (evaluation,) = server.get(f"/api/models/{model_id}/evaluations")["data"]
+    assert evaluation["overall"]["episodes"] == 3 and set(evaluation["per_group"]) == {
+        "pick/red",
+        "pick/green",
+        "pick/blue",
+    }
     assert not page.errors, page.errors
 
 
