@@ -487,7 +487,9 @@ def train(
             do_val = val_ds is not None and (step % cfg.val_every == 0)
             if do_val:
                 validate()
-            if step % cfg.log_every == 0 or do_val:
+            # Step 1 of a fresh run is logged too: the Train tab's curves and the job's progress start at once
+            # instead of log_every steps later (not after a resume: its records must match an uninterrupted run's).
+            if step % cfg.log_every == 0 or do_val or step == 1:
                 now = clock()
                 record = {
                     **{k: float(v) for k, v in (info or {}).items() if _is_number(v)},  # the policy's own terms

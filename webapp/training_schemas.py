@@ -26,6 +26,7 @@ class TrainingOptionsIn(_In):
     only_successful: bool | None = None
     seed: int | None = Field(None, ge=0, le=2**31 - 1)
     ema_decay: float | None = Field(None, gt=0, lt=1)
+    checkpoint_every: int | None = Field(None, ge=0, le=10_000_000, description="steps between checkpoints (0: none)")
     policy_overrides: dict[str, int | float | bool | str | list[int] | list[str]] | None = Field(
         None,
         max_length=32,
@@ -44,6 +45,7 @@ class TrainingJobIn(_In):
     options: TrainingOptionsIn = Field(default_factory=TrainingOptionsIn)
     select: bool = Field(True, description="choose the checkpoint by closed-loop success on validation seeds")
     select_episodes: int | None = Field(None, ge=1, le=200, description="validation rollouts per task and colour")
+    nproc_per_node: int = Field(1, ge=1, le=64, description="DDP ranks (torchrun) the worker runs the job as")
 
 
 class TrainingPresetsOut(BaseModel):

@@ -7,6 +7,10 @@ The job's folder (``<data dir>/jobs/<id>/``) is the training output folder: chec
 GET /api/jobs/{id}/metrics streams to the Train tab's curves) and the selected model at its top level. A job
 re-queued after its worker died, or resumed after a cancel, continues from the last checkpoint there (train()
 resumes by itself). The result references the registered model: ``{"model_id", "name", "version", "step", "rule"}``.
+
+A job with ``nproc_per_node`` N > 1 runs as N DDP ranks under torchrun on its worker's machine (run_ranks, rank
+code in backend.jobs.train_ranks), the worker's thread budget shared between them; cancelling it interrupts the
+ranks, which checkpoint first, so a resumed job continues from there like any other.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from backend.jobs.queue import JobInfo, JobQueue
 from storage.episode_meta import validate_name
 
 KIND = "train"
+MAX_NPROC = 64  # DDP ranks one job may ask its worker for
 
 # Presets a user picks from; every option can still be set on top. Budgets are wall-clock minutes of training and
 # checkpoint selection together, so the same preset gives a usable model on a slower machine too.
@@ -49,6 +54,7 @@ class TrainingRequest:
     options: dict[str, Any] = field(default_factory=dict)
     select: bool = True
     select_episodes: int | None = None
+    nproc_per_node: int = 1  # > 1: the worker runs the job as that many DDP ranks (torchrun) on its machine
 
 
 def submit_training(queue: JobQueue, snapshots: Any, registry: Any, request: TrainingRequest, *, user: str) -> JobInfo:
@@ -56,6 +62,8 @@ def submit_training(queue: JobQueue, snapshots: Any, registry: Any, request: Tra
 
     Raises NotFoundError (unknown snapshot or model) or ValueError (empty snapshot, unknown preset or option, a bad
     value, a base model whose cameras, state or action size do not match the data)."""
+    if not 1 <= int(request.nproc_per_node) <= MAX_NPROC:
+        raise ValueError(f"nproc_per_node must be between 1 and {MAX_NPROC}, got {request.nproc_per_node}")
     if request.preset not in PRESETS:
         raise ValueError(f"unknown preset {request.preset!r}; presets: {', '.join(PRESETS)}")
     unknown = sorted(set(request.options) - set(OPTIONS))
@@ -91,6 +99,7 @@ def submit_training(queue: JobQueue, snapshots: Any, registry: Any, request: Tra
         "model_name": name,
         "select": bool(request.select),
         "select_episodes": int(request.select_episodes or preset["select_episodes"]),
+        "nproc_per_node": int(request.nproc_per_node),
         "options": {"minutes": preset["minutes"], **options},
     }
     if "steps" in request.options and "minutes" not in request.options:
@@ -128,29 +137,41 @@ def _check_compatible(model_config: dict[str, Any], episode: Any, label: str) ->
             raise ValueError(f"{label} has {key} {model_config[key]}, the snapshot's episodes have {len(names)}")
 
 
-@register_handler(KIND)
-def run_training(ctx: JobContext) -> dict[str, Any]:
+def select_model(config: dict[str, Any], *, job_dir: Path, store: Any, settings: Any, threads: int | None,
+                 on_log=None, should_stop=None):  # fmt: skip
+    """Train the job's model into `job_dir` and choose the checkpoint to hand over (backend.training). The same
+    call in the worker (one process) and in every rank of a DDP job (backend.jobs.train_ranks)."""
     from backend.services.models import ModelRegistry
     from backend.sim.paraphrases import paraphrase_table
     from backend.training import SelectionConfig, train_and_select
-    from vla_core.train import list_checkpoints
 
-    config = ctx.config
-    cfg = train_config(config, out_dir=ctx.job_dir, threads=ctx.threads)
-    registry = ModelRegistry(ctx.store.session_factory, ctx.settings.models_dir)
+    cfg = train_config(config, out_dir=job_dir, threads=threads)
     factory = None
     if config.get("base_model") is not None:
-        base_id = int(config["base_model"])
+        registry, base_id = ModelRegistry(store.session_factory, settings.models_dir), int(config["base_model"])
 
         def factory(_cfg):  # fine-tuning starts from the registered weights (verified before they load)
             return registry.load(base_id)
 
     selection = SelectionConfig(enabled=bool(config.get("select", True)), episodes=int(config["select_episodes"]))
-    total = cfg.steps
+    return train_and_select(
+        cfg, store=store, selection=selection, paraphrases=paraphrase_table(), policy_factory=factory,
+        on_log=on_log, should_stop=should_stop,
+    )  # fmt: skip
+
+
+@register_handler(KIND)
+def run_training(ctx: JobContext) -> dict[str, Any]:
+    from backend.services.models import ModelRegistry
+    from vla_core.train import list_checkpoints
+
+    config = ctx.config
+    total = config["options"].get("steps")
+    minutes = config["options"].get("minutes") or 1.0
 
     def on_log(record: dict) -> None:
         if "step" in record and record.get("loss") is not None:
-            done = record["step"] / total if total else record.get("elapsed_s", 0.0) / (60.0 * (cfg.minutes or 1.0))
+            done = record["step"] / total if total else record.get("elapsed_s", 0.0) / (60.0 * minutes)
             ctx.report(min(0.99, done), f"step {record['step']}, loss {record['loss']:.4f}")
         elif "checkpoint" in record:
             ctx.report(ctx.progress()[0], f"checkpoint at step {record.get('step')}: {record.get('success')}")
@@ -159,19 +180,71 @@ def run_training(ctx: JobContext) -> dict[str, Any]:
     done_before = list_checkpoints(ctx.job_dir)
     if done_before:  # a re-queued (worker died) or resumed (cancelled) job: train() continues from there
         ctx.log.info("resuming from checkpoint %s", done_before[-1].name)
-    selected = train_and_select(
-        cfg, store=ctx.store, selection=selection, paraphrases=paraphrase_table(), policy_factory=factory,
-        on_log=on_log, should_stop=ctx.should_stop,
-    )  # fmt: skip
-    if ctx.should_stop() or selected.training.metrics.get("stopped_by") == "cancelled":
+    nproc = int(config.get("nproc_per_node") or 1)
+    if nproc > 1:
+        step, rule = run_ranks(ctx, nproc, on_log)
+    else:
+        selected = select_model(config, job_dir=ctx.job_dir, store=ctx.store, settings=ctx.settings,
+                                threads=ctx.threads, on_log=on_log, should_stop=ctx.should_stop)  # fmt: skip
+        if selected.training.metrics.get("stopped_by") == "cancelled":
+            raise JobStopped()
+        step, rule = selected.step, selected.rule
+    if ctx.should_stop():
         raise JobStopped()
+    registry = ModelRegistry(ctx.store.session_factory, ctx.settings.models_dir)
     model = registry.register(
         ctx.job_dir, name=config["model_name"], created_by=ctx.job.created_by, parent_id=config.get("base_model"),
         snapshot_id=config["snapshot_id"], job_id=ctx.id,
     )  # fmt: skip
-    ctx.log.info("registered %s (step %d, chosen by %s)", model.label, selected.step, selected.rule)
-    return {"model_id": model.id, "name": model.name, "version": model.version, "step": selected.step,
-            "rule": selected.rule}  # fmt: skip
+    ctx.log.info("registered %s (step %d, chosen by %s)", model.label, step, rule)
+    return {"model_id": model.id, "name": model.name, "version": model.version, "step": step, "rule": rule}
+
+
+def run_ranks(ctx: JobContext, nproc: int, on_log) -> tuple[int, str]:
+    """Run the job as `nproc` torchrun ranks on this machine (the worker's threads shared between them), following
+    their metrics.jsonl for progress; a stop (cancel, shutdown) interrupts them, and they checkpoint first. Returns
+    the (step, rule) of the model rank 0 selected."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from backend.jobs.files import read_metrics
+    from backend.jobs.train_ranks import RANKS_FILE
+    from vla_core.distributed import torchrun_command
+    from vla_core.policies.base import load_training_metadata
+
+    s = ctx.settings
+    spec = {"config": ctx.config, "threads": max(1, ctx.threads // nproc), "data_dir": str(s.data_dir),
+            "database_url": s.database_url, "models_dir": str(s.models_dir)}  # fmt: skip
+    (ctx.job_dir / RANKS_FILE).write_text(json.dumps(spec))
+    command = torchrun_command(nproc, ["-m", "backend.jobs.train_ranks", str(ctx.job_dir)])
+    ctx.log.info("starting %d DDP ranks: %s", nproc, " ".join(command))
+    repo = str(Path(__file__).resolve().parents[2])  # so `-m backend.jobs.train_ranks` imports from any cwd
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p)}
+    with open(ctx.job_dir / "ranks.log", "ab") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+    seen = 0
+    try:
+        while proc.poll() is None:
+            if ctx.should_stop() and proc.poll() is None:
+                proc.send_signal(signal.SIGINT)  # torchrun passes it on; train() checkpoints on KeyboardInterrupt
+                proc.wait()
+                raise JobStopped()
+            records, seen = read_metrics(ctx.metrics_path, after=seen, limit=10_000)
+            for record in records:
+                on_log(record)
+            time.sleep(0.5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if proc.returncode != 0:
+        raise RuntimeError(f"the DDP ranks exited with {proc.returncode}; see ranks.log in the job folder")
+    meta = load_training_metadata(ctx.job_dir)
+    selection = meta.get("selection") or {}
+    return int(meta.get("selected_step") or meta.get("steps") or 0), str(selection.get("rule") or "final")
 
 
 __all__ = ["KIND", "OPTIONS", "PRESETS", "TrainingRequest", "submit_training", "train_config"]

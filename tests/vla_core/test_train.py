@@ -67,7 +67,7 @@ def test_tiny_training_loss_drops_and_saves_everything(tiny, tmp_path):
     ref = train(config(tmp_path / "m", steps=80, checkpoint_every=40, val_every=40), store=store,
                 paraphrases=table, policy_factory=tiny_policy_factory())  # fmt: skip
     rows = read_metrics(ref.path)
-    assert [r["step"] for r in rows][:3] == [2, 4, 6] and rows[-1]["step"] == 80
+    assert [r["step"] for r in rows][:4] == [1, 2, 4, 6] and rows[-1]["step"] == 80  # step 1: the first point
     first, last = rows[0]["loss"], sum(r["loss"] for r in rows[-3:]) / 3
     assert last < 0.8 * first, (first, last)
     for key in ("step", "loss", "val_loss", "lr", "samples_per_s"):

@@ -93,3 +93,30 @@ def test_a_training_job_trains_on_the_snapshot_and_registers_its_model(client, a
 def test_presets_are_listed(client) -> None:
     body = client.get("/api/training/presets").json()
     assert set(body["presets"]) == {"quick", "standard"} and "steps" in body["options"]
+
+
+@pytest.mark.slow  # two torchrun ranks start (torch and transformers imported twice): ~30 s on 2 cores
+def test_a_job_asking_for_two_ddp_ranks_trains_under_torchrun_and_registers_one_model(client, app, snapshot) -> None:
+    r = _launch(
+        client, preset="quick", model_name="alpha-ddp", select=False, nproc_per_node=2,
+        options={"steps": 20, "batch_size": 4, "policy_overrides": TINY},
+    )  # fmt: skip
+    assert r.status_code == 202 and r.json()["config"]["nproc_per_node"] == 2, r.text
+    assert run_queued_jobs(app) == 1
+    done = client.get(f"/api/jobs/{r.json()['id']}").json()
+    folder = app.state.settings.data_dir / "jobs" / str(done["id"])
+    assert done["status"] == "succeeded", (done["error"], (folder / "ranks.log").read_text()[-3000:])
+    assert done["result"]["step"] == 20 and done["result"]["rule"] == "final"
+    assert "starting 2 DDP ranks" in (folder / "job.log").read_text()
+    steps = [m["step"] for m in client.get(f"/api/jobs/{done['id']}/metrics").json()["records"] if "loss" in m]
+    assert steps == sorted(set(steps)) and steps[-1] == 20  # one writer (rank 0): no step twice
+    model = app.state.models.get(done["result"]["model_id"])
+    app.state.models.load(model.id)  # the model rank 0 saved loads, its files check out
+    assert model.name == "alpha-ddp" and model.job_id == done["id"]
+
+
+def test_a_bad_rank_count_is_refused(client, app, snapshot) -> None:
+    before = app.state.jobs.count()
+    for bad in (0, 65):
+        assert _launch(client, nproc_per_node=bad).status_code == 422
+    assert app.state.jobs.count() == before

@@ -30,6 +30,7 @@ def launch_training(
     request = TrainingRequest(
         snapshot=body.snapshot, preset=body.preset, base_model=body.base_model, model_name=body.model_name,
         options=body.options.model_dump(exclude_none=True), select=body.select, select_episodes=body.select_episodes,
+        nproc_per_node=body.nproc_per_node,
     )  # fmt: skip
     job = submit_training(jobs, curation.snapshots, models, request, user=user.name)
     audit(Action.TRAINING_LAUNCH, "job", job.id, snapshot=job.config["snapshot"], preset=body.preset)
