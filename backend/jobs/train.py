@@ -10,7 +10,7 @@ resumes by itself). The result references the registered model: ``{"model_id", "
 
 A job with ``nproc_per_node`` N > 1 runs as N DDP ranks under torchrun on its worker's machine (run_ranks, rank
 code in backend.jobs.train_ranks), the worker's thread budget shared between them; cancelling it interrupts the
-ranks, which checkpoint first, so a resumed job continues from there like any other.
+ranks at the same step, after a checkpoint, so a resumed job continues from there like any other.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from storage.episode_meta import validate_name
 
 KIND = "train"
 MAX_NPROC = 64  # DDP ranks one job may ask its worker for
+RANKS_STOP_S = 120  # a stop waits this long for the ranks' checkpoint before killing them
 
 # Presets a user picks from; every option can still be set on top. Budgets are wall-clock minutes of training and
 # checkpoint selection together, so the same preset gives a usable model on a slower machine too.
@@ -202,16 +203,15 @@ def run_training(ctx: JobContext) -> dict[str, Any]:
 
 def run_ranks(ctx: JobContext, nproc: int, on_log) -> tuple[int, str]:
     """Run the job as `nproc` torchrun ranks on this machine (the worker's threads shared between them), following
-    their metrics.jsonl for progress; a stop (cancel, shutdown) interrupts them, and they checkpoint first. Returns
-    the (step, rule) of the model rank 0 selected."""
+    their metrics.jsonl for progress; a stop (cancel, shutdown) stops them through STOP_FILE, after a checkpoint.
+    Returns the (step, rule) of the model rank 0 selected."""
     import json
     import os
-    import signal
     import subprocess
     import time
 
     from backend.jobs.files import read_metrics
-    from backend.jobs.train_ranks import RANKS_FILE
+    from backend.jobs.train_ranks import RANKS_FILE, STOP_FILE
     from vla_core.distributed import torchrun_command
     from vla_core.policies.base import load_training_metadata
 
@@ -219,6 +219,8 @@ def run_ranks(ctx: JobContext, nproc: int, on_log) -> tuple[int, str]:
     spec = {"config": ctx.config, "threads": max(1, ctx.threads // nproc), "data_dir": str(s.data_dir),
             "database_url": s.database_url, "models_dir": str(s.models_dir)}  # fmt: skip
     (ctx.job_dir / RANKS_FILE).write_text(json.dumps(spec))
+    stop_file = ctx.job_dir / STOP_FILE
+    stop_file.unlink(missing_ok=True)  # left by the attempt a cancel stopped
     command = torchrun_command(nproc, ["-m", "backend.jobs.train_ranks", str(ctx.job_dir)])
     ctx.log.info("starting %d DDP ranks: %s", nproc, " ".join(command))
     repo = str(Path(__file__).resolve().parents[2])  # so `-m backend.jobs.train_ranks` imports from any cwd
@@ -228,9 +230,12 @@ def run_ranks(ctx: JobContext, nproc: int, on_log) -> tuple[int, str]:
     seen = 0
     try:
         while proc.poll() is None:
-            if ctx.should_stop() and proc.poll() is None:
-                proc.send_signal(signal.SIGINT)  # torchrun passes it on; train() checkpoints on KeyboardInterrupt
-                proc.wait()
+            if ctx.should_stop():
+                stop_file.touch()  # every rank stops at the same step, after a checkpoint
+                try:
+                    proc.wait(RANKS_STOP_S)
+                except subprocess.TimeoutExpired:
+                    ctx.log.warning("the ranks did not stop within %d s: killed", RANKS_STOP_S)
                 raise JobStopped()
             records, seen = read_metrics(ctx.metrics_path, after=seen, limit=10_000)
             for record in records:

@@ -5,8 +5,9 @@
 and every rank calls the same train_and_select as a single-process job (vla_core.train joins torchrun's process
 group, shards the data, and lets rank 0 alone write checkpoints, metrics and the selected model). The rank reads
 what to do from `<job folder>/ranks.json`, written by the handler: the job's config, the CPU threads per rank, and
-where the data and the database are (the worker's Settings). Registering the model is the handler's, once the
-ranks have ended.
+where the data and the database are (the worker's Settings). To stop them (a cancel, a worker shutting down) the
+handler creates `<job folder>/ranks.stop`: rank 0 polls it every step and train() stops every rank at the same
+step, with a checkpoint. Registering the model is the handler's, once the ranks have ended.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sys
 from pathlib import Path
 
 RANKS_FILE = "ranks.json"
+STOP_FILE = "ranks.stop"  # the handler creates it to stop the ranks (rank 0 polls it; train() broadcasts the stop)
 
 
 def main(argv: list[str]) -> int:
@@ -29,7 +31,8 @@ def main(argv: list[str]) -> int:
     settings = Settings(data_dir=Path(spec["data_dir"]), database_url=spec["database_url"],
                         models_dir=Path(spec["models_dir"]))  # fmt: skip
     store = EpisodeStore(settings.data_dir, make_session_factory(make_engine(settings.database_url)))
-    select_model(spec["config"], job_dir=job_dir, store=store, settings=settings, threads=int(spec["threads"]))
+    select_model(spec["config"], job_dir=job_dir, store=store, settings=settings, threads=int(spec["threads"]),
+                 should_stop=(job_dir / STOP_FILE).exists)  # fmt: skip
     return 0
 
 
