@@ -39,8 +39,8 @@ class ModelOut(_Out):
 
 
 class ModelsOut(BaseModel):
-    data: list[ModelOut] = Field(description="newest first")
-    count: int
+    data: list[ModelOut] = Field(description="newest first: the page asked for (limit, offset)")
+    count: int = Field(description="how many models match the filters in all")
 
 
 class ModelRefOut(BaseModel):

@@ -266,24 +266,44 @@ class ModelRegistry:
             return self._info(self._row(s, model_id))
 
     def list(
-        self, *, name: str | None = None, stage: ModelStage | str | None = None, policy_type: str | None = None
+        self,
+        *,
+        name: str | None = None,
+        stage: ModelStage | str | None = None,
+        policy_type: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
     ) -> list[ModelInfo]:
-        """Models matching every filter given, newest first."""
-        stmt = select(RegisteredModel)
+        """Models matching every filter given, newest first; `limit` and `offset` page through them."""
+        stmt = self._filtered(select(RegisteredModel), name, stage, policy_type)
+        stmt = stmt.order_by(RegisteredModel.created_at.desc(), RegisteredModel.id.desc()).offset(offset)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        with self._sf() as s:
+            return [self._info(r) for r in s.scalars(stmt)]
+
+    def count(
+        self, *, name: str | None = None, stage: ModelStage | str | None = None, policy_type: str | None = None
+    ) -> int:
+        """How many models match the filters (the total behind a page of list())."""
+        stmt = self._filtered(select(func.count()).select_from(RegisteredModel), name, stage, policy_type)
+        with self._sf() as s:
+            return int(s.scalar(stmt) or 0)
+
+    @staticmethod
+    def _filtered(stmt, name, stage, policy_type):
         if name is not None:
             stmt = stmt.where(RegisteredModel.name == name)
         if stage is not None:
             stmt = stmt.where(RegisteredModel.stage == ModelStage(stage))
         if policy_type is not None:
             stmt = stmt.where(RegisteredModel.policy_type == policy_type)
-        with self._sf() as s:
-            rows = s.scalars(stmt.order_by(RegisteredModel.created_at.desc(), RegisteredModel.id.desc()))
-            return [self._info(r) for r in rows]
+        return stmt
 
     def production(self, name: str | None = None) -> ModelInfo | None:
         """The production model of `name`; without a name, the newest production model of any name (the default
         for rollouts); None when there is none."""
-        found = self.list(name=name, stage=ModelStage.PRODUCTION)
+        found = self.list(name=name, stage=ModelStage.PRODUCTION, limit=1)
         return found[0] if found else None
 
     def verify(self, model_id: int) -> list[str]:

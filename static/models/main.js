@@ -17,17 +17,21 @@ export async function load() {
   const E = M.el, q = new URLSearchParams();
   if (E.name.value.trim()) q.set("name", E.name.value.trim());
   if (E.stage.value) q.set("stage", E.stage.value);
+  let page;
   try {
-    M.models = (await get(`models?${q}`)).data;
+    page = await get(`models?${q}`); // the newest 200 (the API's default page)
   } catch (e) {
     return say(`models: ${e.message}`, true);
   }
+  M.models = page.data;
   E.rows.replaceChildren(...M.models.map((m) => h("tr", { "data-model-id": m.id, "data-stage": m.stage,
     class: M.detail && M.detail.id === m.id ? "vla-models-selected" : "", onclick: () => openModel(m.id) },
   ...[m.id, m.name, `v${m.version}`, m.stage, m.policy_type, show(m.metrics.val_loss),
     successText(m.metrics.closed_loop), m.created_by ?? "—", new Date(m.created_at).toLocaleString()]
     .map((v) => h("td", {}, String(v))))));
-  E.count.textContent = `${M.models.length} models`;
+  E.count.textContent = page.count > M.models.length
+    ? `the newest ${M.models.length} of ${page.count} models (filter by name for older ones)`
+    : `${M.models.length} models`;
   E.count.dataset.count = M.models.length;
   fillCompare();
 }

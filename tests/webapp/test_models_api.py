@@ -54,6 +54,9 @@ def test_list_details_compare_and_curves(client, register) -> None:
     assert [m["version"] for m in client.get("/api/models", params={"name": "pick"}).json()["data"]] == [2, 1]
     assert client.get("/api/models", params={"stage": "production"}).json() == {"data": [], "count": 0}
     assert client.get("/api/models", params={"stage": "gold"}).status_code == 422
+    paged = client.get("/api/models", params={"limit": 1, "offset": 1}).json()
+    assert paged["count"] == 3 and [m["id"] for m in paged["data"]] == [v2.id]  # count: all that match
+    assert client.get("/api/models", params={"limit": 0}).status_code == 422
 
     detail = client.get(f"/api/models/{v2.id}").json()
     assert detail["problems"] == [] and detail["policy_type"] == "vla_tiny" and detail["metrics"]["val_loss"] == 0.2

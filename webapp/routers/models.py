@@ -41,10 +41,13 @@ def list_models(
     name: Annotated[str | None, Query(max_length=64)] = None,
     stage: ModelStage | None = None,
     policy_type: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ) -> ModelsOut:
-    """Registered models, newest first."""
-    found = [ModelOut.model_validate(m) for m in models.list(name=name, stage=stage, policy_type=policy_type)]
-    return ModelsOut(data=found, count=len(found))
+    """Registered models, newest first, a page at a time (`count`: how many match the filters in all)."""
+    filters = {"name": name, "stage": stage, "policy_type": policy_type}
+    found = [ModelOut.model_validate(m) for m in models.list(**filters, limit=limit, offset=offset)]
+    return ModelsOut(data=found, count=models.count(**filters))
 
 
 @router.get("/{model_id}", responses=error_responses(404))
