@@ -518,6 +518,8 @@ def cmd_worker(args, settings: Settings, store) -> int:
     import backend.services.evaluation  # noqa: F401
     import backend.training  # noqa: F401
 
+    _clean_leftovers(settings, store)
+
     kinds = ", ".join(known_kinds())
     print(f"worker {name}: {worker.threads} thread(s) per job, kinds: {kinds}", file=sys.stderr, flush=True)
     try:
@@ -526,6 +528,23 @@ def cmd_worker(args, settings: Settings, store) -> int:
         return 130
     print(f"worker {name}: stopped after {ran} job(s)", file=sys.stderr, flush=True)
     return 0
+
+
+def _clean_leftovers(settings: Settings, store) -> None:
+    """What killed processes left: frame-cache files no episode uses (purged, rewritten videos) and stale staging
+    copies of model registrations. Never fatal: a worker that cannot tidy up still runs jobs."""
+    from backend.services.models import ModelRegistry
+    from vla_core.data import prune_frame_cache
+
+    try:
+        frames = prune_frame_cache(store)
+        staged = ModelRegistry(store.session_factory, settings.models_dir).clean_staging()
+    except OSError as error:
+        print(f"worker: could not clean up leftovers: {error}", file=sys.stderr, flush=True)
+        return
+    if frames or staged:
+        print(f"worker: removed {len(frames)} unused frame-cache file(s), {len(staged)} stale model staging "
+              "folder(s)", file=sys.stderr, flush=True)  # fmt: skip
 
 
 def _start_embedded_worker():

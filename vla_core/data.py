@@ -53,14 +53,29 @@ def decode_video(path, size: int) -> np.ndarray:
     return np.ascontiguousarray(read_video(path, size=(size, size)).transpose(0, 3, 1, 2))
 
 
-def _frames(info: EpisodeInfo, video: Path, cam: str, size: int, cache_dir) -> np.ndarray:
-    """(T, 3, size, size) uint8: decoded into RAM, or a read-only memory map of the frame cache in `cache_dir`."""
-    if cache_dir is None:
-        return decode_video(video, size)
+def _video_checksum(info: EpisodeInfo, video: Path, cam: str) -> str:
     checksum = info.checksums.get(f"videos/{cam}.mp4")
     if checksum is None:  # an episode recorded without checksums: its file's identity stands in for its content
         st = video.stat()
         checksum = f"{info.uid}:{st.st_size}:{st.st_mtime_ns}"
+    return checksum
+
+
+def prune_frame_cache(store: EpisodeStore, cache_dir: Path | str | None = None) -> list[Path]:
+    """Delete the frame-cache files no episode of `store` will use again (purged episodes, rewritten videos, old
+    cache versions, a killed writer's temporary files); trashed episodes keep theirs (they may be restored)."""
+    live = {}
+    for info in store.list_episodes(include_trashed=True):
+        videos = store.episode_files(info.id).videos
+        live[info.id] = {frame_cache.video_key(cam, _video_checksum(info, v, cam)) for cam, v in videos.items()}
+    return frame_cache.prune(cache_dir or frame_cache.default_cache_dir(store.data_dir), live)
+
+
+def _frames(info: EpisodeInfo, video: Path, cam: str, size: int, cache_dir) -> np.ndarray:
+    """(T, 3, size, size) uint8: decoded into RAM, or a read-only memory map of the frame cache in `cache_dir`."""
+    if cache_dir is None:
+        return decode_video(video, size)
+    checksum = _video_checksum(info, video, cam)
     path = frame_cache.cache_file(cache_dir, episode_id=info.id, camera=cam, size=size, checksum=checksum)
     return frame_cache.load_or_decode(path, size=size, video=video, decode=decode_video)
 

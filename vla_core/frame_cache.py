@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import resource
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +29,18 @@ FRAMES_SUBDIR = Path("cache") / "frames"
 # Open files a process keeps beyond the frame maps (sockets, logs, the database, torch's own).
 _FD_HEADROOM = 256
 
-__all__ = ["CACHE_VERSION", "cache_file", "default_cache_dir", "ensure_open_files", "load_or_decode"]
+TMP_MAX_AGE_S = 3600  # a temporary file this old was left by a killed writer
+_NAME_RE = re.compile(r"^ep(\d{8})_(.+)_\d+px_([0-9a-f]{16})_v(\d+)\.npy$")
+
+__all__ = [
+    "CACHE_VERSION",
+    "cache_file",
+    "default_cache_dir",
+    "ensure_open_files",
+    "load_or_decode",
+    "prune",
+    "video_key",
+]
 
 
 def default_cache_dir(data_dir: Path | str) -> Path:
@@ -37,8 +50,39 @@ def default_cache_dir(data_dir: Path | str) -> Path:
 
 def cache_file(cache_dir: Path | str, *, episode_id: int, camera: str, size: int, checksum: str) -> Path:
     """The .npy holding one camera of one episode at `size` px, for the video whose content hash is `checksum`."""
-    digest = hashlib.sha256(checksum.encode()).hexdigest()[:16]  # any checksum format -> a fixed-width name part
-    return Path(cache_dir) / f"ep{episode_id:08d}_{camera}_{size}px_{digest}_v{CACHE_VERSION}.npy"
+    return Path(cache_dir) / f"ep{episode_id:08d}_{camera}_{size}px_{_digest(checksum)}_v{CACHE_VERSION}.npy"
+
+
+def _digest(checksum: str) -> str:
+    return hashlib.sha256(checksum.encode()).hexdigest()[:16]  # any checksum format -> a fixed-width name part
+
+
+def video_key(camera: str, checksum: str) -> str:
+    """What prune() matches a file against: the camera and the video's content, whatever the size."""
+    return f"{camera}_{_digest(checksum)}"
+
+
+def prune(cache_dir: Path | str, live: Mapping[int, set[str]], *, now: float | None = None) -> list[Path]:
+    """Delete the files no training will read again: those of episodes not in `live` (purged), of videos an
+    episode no longer has (`live[id]`: the video_key of each of its current videos; a trim rewrites them), of
+    another CACHE_VERSION, and temporary files older than TMP_MAX_AGE_S (a killed writer's). A file a running job
+    has mapped stays readable by it (unlinking keeps an open mapping). Returns what was deleted."""
+    root = Path(cache_dir)
+    if not root.is_dir():
+        return []
+    now = time.time() if now is None else now
+    removed = []
+    for path in root.iterdir():
+        m = _NAME_RE.match(path.name)
+        if m is None:
+            stale = ".tmp" in path.name and now - path.stat().st_mtime > TMP_MAX_AGE_S
+        else:
+            episode_id, key, version = int(m.group(1)), f"{m.group(2)}_{m.group(3)}", int(m.group(4))
+            stale = version != CACHE_VERSION or key not in live.get(episode_id, ())
+        if stale:
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def load_or_decode(path: Path, *, size: int, video: Path, decode: Callable[[Path, int], np.ndarray]) -> np.ndarray:

@@ -116,6 +116,23 @@ class ModelRegistry:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    def clean_staging(self, max_age_s: float = 3600.0) -> list[Path]:
+        """Remove what killed registrations and imports left in the staging folder (entries older than `max_age_s`:
+        a registration still under way in another process is never that old). Returns what was removed."""
+        root = self.models_dir / ".staging"
+        if not root.is_dir():
+            return []
+        removed = []
+        for entry in root.iterdir():
+            if self._clock() - entry.stat().st_mtime <= max_age_s:
+                continue
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed.append(entry)
+        return removed
+
     # -- adding models ----------------------------------------------------------------------------------------------
     def register(
         self,

@@ -417,3 +417,20 @@ def test_versions_stages_and_lineage_on_postgresql(request, folder, tmp_path) ->
     assert [p["id"] for p in registry.lineage(child.id)["parents"]] == [mine.id]
     archive = registry.export_archive(child.id, tmp_path / "child.tar.gz")
     assert registry.import_archive(archive, name="copy", created_by="b").files == child.files
+
+
+def test_stale_staging_leftovers_are_cleaned_and_a_registration_under_way_is_not(store, folder, tmp_path) -> None:
+    import time
+
+    clock = FakeClock(start=time.time())
+    registry = ModelRegistry(store.session_factory, tmp_path / "models", clock=clock)
+    killed = registry.staging_dir / "register-killed"  # what a registration SIGKILLed mid-copy leaves
+    killed.mkdir()
+    (killed / "model.safetensors").write_bytes(b"half")
+    (registry.staging_dir / "import-killed.tar.gz").write_bytes(b"half")
+    assert registry.clean_staging() == []  # young: maybe another process's registration under way
+    clock.advance(3601)
+    assert sorted(p.name for p in registry.clean_staging()) == ["import-killed.tar.gz", "register-killed"]
+    assert list(registry.staging_dir.iterdir()) == []
+    info = registry.register(folder, name="pick", created_by="alice")  # registering still works afterwards
+    assert registry.verify(info.id) == []

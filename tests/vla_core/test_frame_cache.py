@@ -132,3 +132,33 @@ def test_the_open_file_limit_is_raised_for_the_maps_or_a_clear_error(monkeypatch
     with pytest.raises(ValueError, match=r"one open file per episode and camera \(5000 here\).*ulimit -n"):
         frame_cache.ensure_open_files(5000)
     assert frame_cache.default_cache_dir("/data") == Path("/data/cache/frames")
+
+
+def test_prune_removes_only_what_no_live_episode_will_read(store, tmp_path, monkeypatch):
+    import os
+    import time
+
+    record_episode(store, 4, dataset="ds")
+    live_id = record_episode(store, 3, dataset="ds")
+    infos = vdata.list_dataset_episodes(store, "ds")
+    cache = tmp_path / "cache"
+    for size in (16, 24):
+        vdata.load_episodes(store, infos, cameras=["front", "wrist"], image_size=size, cache_dir=cache)
+    kept = sorted(cache.iterdir())
+    assert len(kept) == 8
+    name = kept[-1].name  # one of the last episode's files
+    purged = cache / name.replace(f"ep{live_id:08d}", "ep99999999")  # an episode deleted since
+    old_version = cache / name.replace(f"_v{frame_cache.CACHE_VERSION}.npy", "_v0.npy")
+    rewritten = frame_cache.cache_file(cache, episode_id=live_id, camera="front", size=16, checksum="before a trim")
+    fresh_tmp, stale_tmp = cache / f".{name}.123.tmp", cache / f".{name}.456.tmp"
+    for path in (purged, old_version, rewritten, fresh_tmp, stale_tmp):
+        path.write_bytes(b"x")
+    hour_ago = time.time() - frame_cache.TMP_MAX_AGE_S - 60
+    os.utime(stale_tmp, (hour_ago, hour_ago))
+
+    removed = vdata.prune_frame_cache(store, cache)
+    assert sorted(removed) == sorted([purged, old_version, rewritten, stale_tmp])
+    assert sorted(cache.iterdir()) == sorted([*kept, fresh_tmp])  # a writer may still be renaming that one
+    decodes = _count_decodes(monkeypatch)
+    vdata.load_episodes(store, infos, cameras=["front", "wrist"], image_size=24, cache_dir=cache)
+    assert decodes == []  # nothing a live episode reads was removed
