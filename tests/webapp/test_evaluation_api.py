@@ -108,3 +108,27 @@ def test_an_evaluation_job_records_success_per_group_and_two_models_compare_on_t
 
     rows, _ = app.state.auth.audit.query(AuditQuery(action="evaluation.launch", limit=10))
     assert sorted(r.object_id for r in rows) == sorted(str(r.json()["id"]) for r in (*launched, other_seeds))
+
+
+def test_an_evaluation_resumed_keeps_the_groups_an_earlier_attempt_finished(client, app, register) -> None:
+    import json
+
+    model = register("pick")
+    first = client.post(f"/api/models/{model.id}/evaluate", json=FAST).json()
+    assert run_queued_jobs(app) == 1
+    jobs_dir = app.state.settings.data_dir / "jobs"
+    red = json.loads((jobs_dir / str(first["id"]) / "groups" / "pick_red.json").read_text())
+    # A second job whose earlier attempt "finished" red with other outcomes than a fresh run would give.
+    for episode in red["per_episode"]:
+        episode["success"] = not episode["success"]
+    red["successes"] = sum(e["success"] for e in red["per_episode"])
+    second = client.post(f"/api/models/{model.id}/evaluate", json=FAST).json()
+    (jobs_dir / str(second["id"]) / "groups").mkdir(parents=True)
+    (jobs_dir / str(second["id"]) / "groups" / "pick_red.json").write_text(json.dumps(red))
+    assert run_queued_jobs(app) == 1
+    result = client.get(f"/api/jobs/{second['id']}").json()["result"]
+    assert result["per_group"]["pick/red"]["successes"] == red["successes"]  # kept, not rolled out again
+    fresh = client.get(f"/api/jobs/{first['id']}").json()["result"]
+    green, fresh_green = result["per_group"]["pick/green"], fresh["per_group"]["pick/green"]
+    assert (green["successes"], green["episodes"]) == (fresh_green["successes"], 2)  # the same seeds, rolled out
+    assert result["overall"]["successes"] == red["successes"] + fresh["per_group"]["pick/green"]["successes"]
