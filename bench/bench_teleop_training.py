@@ -7,9 +7,10 @@ Set-up: a throwaway data dir with 6 scripted `pick` demos and a snapshot of them
 with its default thread limit (every core but one, so 1 on 2 cores); the training job is submitted through the
 product's own path (backend.jobs.train.submit_training, the same as POST /api/training/jobs, preset "standard").
 Rounds alternate: no job (A), job running (B), A, B... Each round is bench_control.run_scenario (recording, one
-viewer, a ~30 Hz command stream). Launch-to-first-step: from submit to the job's first metrics.jsonl record, an
-upper bound: the worker claims within its poll interval, loads torch, the data and the policy, and that record
-comes after `log_every` (20) steps, not one.
+viewer, a ~30 Hz command stream). Launch-to-first-step: from submit to the job's first metrics.jsonl record, which
+a fresh run writes after its first step (the worker claims within its 1 s poll interval, has torch and the training
+code imported already, then loads the data into the frame cache and builds the policy). The first round decodes
+the demos into the frame cache; later rounds map the files it wrote.
 Goals (issue 12): loop >= 29 fps and 0 dropped ticks with the job running; launch to first step <= 10 s.
 Writes bench/results/teleop_training.json.
 """
