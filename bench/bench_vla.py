@@ -74,6 +74,7 @@ def parse_args(argv):
                    "was 2.6x faster than 2 because OpenMP threads spin against other processes)")  # fmt: skip
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--result-name", default="vla", help="bench/results/<name>.json (a variant beside the default run)")
     args = p.parse_args(argv)
     if args.quick:
         for key, value in QUICK.items():
@@ -339,8 +340,9 @@ def main(argv=None) -> int:
     # A smoke check's figures are not results: --quick writes beside its models, in bench/out/.
     out_dir = QUICK_OUT if args.quick else RESULTS_DIR
     if any(curves.values()):
-        plot_curve(curves, tested, out_dir / "vla_success_curve.png")
-        result["curve_plot"] = str((out_dir / "vla_success_curve.png").relative_to(REPO))
+        plot = out_dir / f"{args.result_name}_success_curve.png"
+        plot_curve(curves, tested, plot)
+        result["curve_plot"] = str(plot.relative_to(REPO))
 
     rates = [r["test"]["success_rate"] for r in runs]
     overall = [r["evaluation"]["overall"] for r in runs]
@@ -373,7 +375,7 @@ def main(argv=None) -> int:
         path = QUICK_OUT / "vla_quick.json"
         path.write_text(json.dumps({"machine": machine_info(), **result}, indent=2, default=float) + "\n")
     else:
-        path = write_result("vla", result)
+        path = write_result(args.result_name, result)
     print(f"wrote {path}: {json.dumps(h)}")
     return 0
 

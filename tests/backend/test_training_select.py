@@ -3,6 +3,7 @@ non-sim data falls back to validation loss, rollout time is not training time, a
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -183,10 +184,45 @@ def test_rollout_time_is_not_training_time(sim_data, tmp_path):
         steps.append(result.training.step)
         t = result.timings
         assert t["budget_s"] == pytest.approx(3.0) and 2.4 <= t["training_s"] < 2.6  # 80% of 3 s trains
-        assert t["selection_s"] == pytest.approx(4 * seconds)  # four candidates
-        assert t["total_s"] == pytest.approx(t["training_s"] + 4 * seconds, abs=0.2)
+        # Fast: all four candidates fit the 0.6 s reserve. Slow: the first one overran it, so the two in between
+        # are skipped and the final one is still rolled out.
+        rolled = 4 if seconds == 0 else 2
+        assert t["selection_s"] == pytest.approx(rolled * seconds)
+        assert t["total_s"] == pytest.approx(t["training_s"] + rolled * seconds, abs=0.2)
         assert (t["over_budget_s"] > 0) == (seconds > 0)
+        skipped = [c["step"] for c in result.scores if c.get("skipped")]
+        assert skipped == ([] if seconds == 0 else [12, 16]), result.scores
     assert steps[0] == steps[1] == 20
+
+
+def test_candidates_the_reserve_cannot_fit_are_skipped_and_never_chosen(sim_data, tmp_path):
+    """A 6 s budget (1.2 s reserve), 1/8 s per step, 0.5 s per candidate's rollouts: after the first candidate
+    (0.5 s spent), one more plus the final would need 1.5 s, so the two in between are skipped and the final is
+    rolled out whatever; the first, better than the final, is chosen."""
+    store, table = sim_data
+    clock = FakeClock(start=0.0)
+
+    def step_takes_an_eighth_of_a_second() -> bool:
+        clock.advance(0.125)
+        return False
+
+    class ByCall(FakeScorer):  # the first candidate rolled out succeeds 9/10, the next 2/10
+        def __call__(self, model_dir):
+            score = super().__call__(model_dir)
+            k = [9, 2][len(self.calls) - 1]
+            return dataclasses.replace(score, successes=k, per_group={"pick/red": [k, 10]})
+
+    scorer = ByCall({}, clock, seconds=0.5)
+    result = train_and_select(
+        config(tmp_path / "m", steps=None, minutes=0.1), store=store, paraphrases=table, scorer=scorer,
+        selection=selection(reserve_fraction=0.2), clock=clock, should_stop=step_takes_an_eighth_of_a_second,
+    )  # fmt: skip
+    steps = [c["step"] for c in result.scores]
+    assert len(steps) == 4 and scorer.calls == [steps[0], steps[-1]]  # the first and the final candidate
+    for skipped in result.scores[1:3]:
+        assert skipped["success"] is None and skipped["skipped"].startswith("the selection reserve (1 s) cannot")
+    assert result.rule == "closed_loop_success" and result.step == steps[0]  # 9/10 beats the final's 2/10
+    assert result.timings["selection_s"] == pytest.approx(1.0)
 
 
 def test_validation_seeds_skip_the_training_scenes(sim_data):
