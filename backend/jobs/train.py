@@ -207,6 +207,7 @@ def run_ranks(ctx: JobContext, nproc: int, on_log) -> tuple[int, str]:
     Returns the (step, rule) of the model rank 0 selected."""
     import json
     import os
+    import signal
     import subprocess
     import time
 
@@ -226,7 +227,9 @@ def run_ranks(ctx: JobContext, nproc: int, on_log) -> tuple[int, str]:
     repo = str(Path(__file__).resolve().parents[2])  # so `-m backend.jobs.train_ranks` imports from any cwd
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p)}
     with open(ctx.job_dir / "ranks.log", "ab") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+        # Their own process group: a Ctrl-C meant for the worker reaches them as the stop file (a checkpoint first),
+        # and killing the group takes torchrun's ranks with it (killing torchrun alone would orphan them).
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     seen = 0
     try:
         while proc.poll() is None:
@@ -243,7 +246,7 @@ def run_ranks(ctx: JobContext, nproc: int, on_log) -> tuple[int, str]:
             time.sleep(0.5)
     finally:
         if proc.poll() is None:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     if proc.returncode != 0:
         raise RuntimeError(f"the DDP ranks exited with {proc.returncode}; see ranks.log in the job folder")
