@@ -4,6 +4,7 @@ fake clock. tests/ is not a package; pytest puts this folder on sys.path for tes
 
 from __future__ import annotations
 
+import socket
 import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -201,3 +202,11 @@ def postgres_available() -> bool:
 
     binaries = shutil.which("initdb") or glob.glob("/usr/lib/postgresql/*/bin/initdb")
     return bool(binaries) and importlib.util.find_spec("psycopg") is not None
+
+
+# ---------------------------------------------------------------- processes
+def free_port() -> int:
+    """A TCP port nothing listens on now (tests/e2e/serve.py keeps its own: bench/ imports that module alone)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -65,9 +65,13 @@ def prune_frame_cache(store: EpisodeStore, cache_dir: Path | str | None = None) 
     """Delete the frame-cache files no episode of `store` will use again (purged episodes, rewritten videos, old
     cache versions, a killed writer's temporary files); trashed episodes keep theirs (they may be restored)."""
     live = {}
-    for info in store.list_episodes(include_trashed=True):
-        videos = store.episode_files(info.id).videos
-        live[info.id] = {frame_cache.video_key(cam, _video_checksum(info, v, cam)) for cam, v in videos.items()}
+    for info in store.list_episodes(include_trashed=True):  # one query; the files are read only without checksums
+        names = [c.name for c in info.cameras]
+        if any(f"videos/{cam}.mp4" not in info.checksums for cam in names):
+            videos = store.episode_files(info.id).videos
+            live[info.id] = {frame_cache.video_key(c, _video_checksum(info, v, c)) for c, v in videos.items()}
+        else:
+            live[info.id] = {frame_cache.video_key(c, info.checksums[f"videos/{c}.mp4"]) for c in names}
     return frame_cache.prune(cache_dir or frame_cache.default_cache_dir(store.data_dir), live)
 
 

@@ -107,18 +107,19 @@ def run_evaluation(ctx: JobContext) -> dict[str, Any]:
                 reports[group] = json.loads(saved.read_text())
                 finished += episodes
                 continue
-            results = []
-            for i in range(episodes):
-                if ctx.should_stop():
-                    raise JobStopped()
-                cfg = EvalConfig(task=task, colour=colour, episodes=1, seed_base=base + i,
-                                 max_steps=config["max_steps"])  # fmt: skip
-                evaluate_policy(policy, cfg, robot=robot, on_episode=results.append)
+            done_in_group: list[bool] = []
+
+            def on_episode(result, group=group, done_in_group=done_in_group) -> None:
+                nonlocal finished
                 finished += 1
-                ok = sum(r.success for r in results)
-                ctx.report(finished / total, f"{group}: {ok}/{len(results)} succeeded ({finished}/{total} rollouts)")
-            report = summarize(results, threshold=getattr(policy.config, "uncertainty_threshold", None))
-            report |= {"task": task, "colour": colour, "seed_base": base}
+                done_in_group.append(result.success)
+                ctx.report(finished / total, f"{group}: {sum(done_in_group)}/{len(done_in_group)} succeeded "
+                                             f"({finished}/{total} rollouts)")  # fmt: skip
+                if ctx.should_stop():  # between rollouts: the group is not saved, a resume rolls it out again
+                    raise JobStopped()
+
+            cfg = EvalConfig(task=task, colour=colour, episodes=episodes, seed_base=base, max_steps=config["max_steps"])
+            report = evaluate_policy(policy, cfg, robot=robot, on_episode=on_episode)
             _write_json(saved, report)
             reports[group] = report
             ctx.log.info("%s: %d/%d succeeded", group, report["successes"], report["episodes"])

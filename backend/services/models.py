@@ -58,6 +58,7 @@ __all__ = ["ModelInfo", "ModelIntegrityError", "ModelRegistry"]
 
 MAX_NOTES = 10_000
 MAX_CURVE_RECORDS = 100_000
+STAGING_DIR = ".staging"  # in models_dir: copies being registered, renamed into place
 VERSION_ATTEMPTS = 5  # concurrent registrations of one name: each lost race retries with the next version
 
 
@@ -112,14 +113,14 @@ class ModelRegistry:
     @property
     def staging_dir(self) -> Path:
         """Hidden work space on the models' file system (copies are renamed from here into place)."""
-        path = self.models_dir / ".staging"
+        path = self.models_dir / STAGING_DIR
         path.mkdir(parents=True, exist_ok=True)
         return path
 
     def clean_staging(self, max_age_s: float = 3600.0) -> list[Path]:
         """Remove what killed registrations and imports left in the staging folder (entries older than `max_age_s`:
         a registration still under way in another process is never that old). Returns what was removed."""
-        root = self.models_dir / ".staging"
+        root = self.models_dir / STAGING_DIR
         if not root.is_dir():
             return []
         removed = []

@@ -9,25 +9,18 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import jobs_test_plugin
-from helpers import open_store
+from helpers import free_port, open_store
 from worker_procs import DEADLINE_S, ROOT, runs, start, wait_for, worker_env
 
 from backend.jobs import JobQueue, job_dir
 from storage.models import JobStatus
 
 HOLD = "may-finish"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _exited(pid: int) -> bool:
@@ -65,7 +58,7 @@ def test_a_job_keeps_running_when_the_server_that_started_its_worker_stops(tmp_p
     data_dir, queue, job = _held_job(tmp_path)
     env = {
         **worker_env(data_dir, stale_after_s=60),
-        "VLA_PORT": str(_free_port()),
+        "VLA_PORT": str(free_port()),
         "VLA_HOST": "127.0.0.1",
         "VLA_IMAGE_SIZE": "64",
         "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"),

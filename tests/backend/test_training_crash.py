@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import signal
 
-import numpy as np
 import torch
 from helpers import TINY_POLICY_KWARGS, open_store, record_episode
 from safetensors.torch import load_file
@@ -19,30 +18,20 @@ from worker_procs import DEADLINE_S, start_worker, wait_for, worker_env
 from backend.jobs import JobQueue, job_dir
 from backend.jobs.train import TrainingRequest, submit_training
 from backend.services.models import ModelRegistry
-from storage.episode_store import CameraSpec
 from storage.models import JobStatus
 from storage.snapshots import SnapshotService
 from vla_core.train import list_checkpoints
 
 STEPS, CHECKPOINT_EVERY = 60, 10
-CAMERAS = [CameraSpec("front", 32, 32)]
 # The smallest policy the trainer builds from scratch (cameras and sizes come from the snapshot).
 TINY = {k: v for k, v in TINY_POLICY_KWARGS.items() if k not in ("cameras", "state_dim", "action_dim")}
-
-
-def _moving_step(i: int, cameras) -> dict:
-    """Frame i: a grey level and an arm moving with it, so there is something to learn (the loss is not flat)."""
-    images = {c.name: np.full((c.height, c.width, 3), (20 * i) % 255, np.uint8) for c in cameras}
-    state = np.array([0.05 * i, -0.05 * i], np.float32)
-    return dict(images=images, state=state, action=state + 0.05)
 
 
 def test_a_training_job_killed_mid_run_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path) -> None:
     data_dir = tmp_path / "data"
     store = open_store(data_dir, recover=False)
     for _ in range(3):
-        record_episode(store, 12, step=_moving_step, dataset="alpha", cameras=CAMERAS, state_names=["a", "b"],
-                       action_names=["a", "b"], extra={})  # fmt: skip
+        record_episode(store, 12, dataset="alpha")  # helpers.synthetic_step: gradients and noisy state/action
     snapshots = SnapshotService(store.session_factory, store)
     snap = snapshots.create("alpha-v1", "alpha", user="alice")
     queue = JobQueue(store.session_factory, data_dir=data_dir)

@@ -17,7 +17,6 @@ import json
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -31,6 +30,7 @@ import numpy as np
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from helpers import free_port
 from sqlalchemy import Engine, inspect, select, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -81,13 +81,6 @@ def find_pg_bindir() -> Path:
     )
 
 
-def _free_port() -> int:
-    # The server listens on no TCP port; the number only names the socket file (.s.PGSQL.<port>) in our folder.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @dataclass
 class PgServer:
     url: URL  # of the maintenance database "postgres"
@@ -136,7 +129,7 @@ def pg_server() -> Iterator[PgServer]:
             [str(a) for a in args], cwd=root, env=env, capture_output=True, text=True, timeout=timeout, **as_user
         )
 
-    port = _free_port()
+    port = free_port()  # the server listens on no TCP port: the number only names its socket file
     started = False
     try:
         res = run(bindir / "initdb", "-D", data, "-U", PG_USER, "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync")
