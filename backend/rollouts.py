@@ -68,6 +68,9 @@ class SimRolloutScorer:
         workers: processes (spawned once, at the first call); 0 runs the episodes in this process.
         max_steps: per episode.
         should_stop: polled while the episodes run; True abandons the checkpoint (the call returns None).
+
+    The workers are spawned, so they import the caller's main module: a script that uses this scorer (directly or
+    through `train_and_select`) needs an `if __name__ == "__main__":` guard, or every worker re-runs the script.
     """
 
     def __init__(
