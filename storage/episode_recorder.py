@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from storage import features
 from storage.episode_files import (
     expected_files,
     fsync_path,
@@ -65,6 +66,8 @@ class EpisodeRecorder:
         self._states: list[np.ndarray] = []
         self._actions: list[np.ndarray] = []
         self._timestamps: list[float] = []
+        self._actors: list[str | None] = []
+        self._interventions: list[bool] = []
         self._status = "recording"  # -> saved | discarded | failed
         self._failure: BaseException | None = None
         self._lock = threading.Lock()
@@ -164,8 +167,13 @@ class EpisodeRecorder:
         state: np.ndarray | Sequence[float],
         action: np.ndarray | Sequence[float],
         timestamp: float | None = None,
+        actor: str | None = None,
+        intervention: bool | None = None,
     ) -> None:
         """Append one step. images: {camera: (H, W, 3) uint8}; state/action: (len(names),) finite numbers.
+
+        actor / intervention (policy rollouts): which command source produced the action and whether it was an
+        operator taking over from the policy; stored as per-step columns once any step of the take sets them.
 
         Everything is checked before anything is stored: a ValueError leaves the take as it was.
         """
@@ -197,6 +205,8 @@ class EpisodeRecorder:
                     raise ValueError(f"timestamp must be a finite number >= 0, got {timestamp!r}")
                 if self._timestamps and ts <= self._timestamps[-1]:
                     raise ValueError(f"timestamp {ts} is not after the previous one ({self._timestamps[-1]})")
+            if actor is not None and (not isinstance(actor, str) or not actor or len(actor) > 32):
+                raise ValueError(f"actor must be a short non-empty name, got {actor!r}")
             try:
                 for name, img in frames.items():
                     self._encoders[name].put(np.array(img, dtype=np.uint8, order="C", copy=True))
@@ -207,6 +217,8 @@ class EpisodeRecorder:
             self._states.append(st)
             self._actions.append(ac)
             self._timestamps.append(ts)
+            self._actors.append(actor)
+            self._interventions.append(bool(intervention))
 
     def _table(self) -> pa.Table:
         n = self.num_frames
@@ -220,6 +232,9 @@ class EpisodeRecorder:
                 COL_ACTION: pa.FixedSizeListArray.from_arrays(pa.array(actions.reshape(-1)), self._n_action),
             }
         )
+        if any(a is not None for a in self._actors):
+            table = table.append_column(features.ACTOR, pa.array([a or "" for a in self._actors], pa.string()))
+            table = table.append_column(features.INTERVENTION, pa.array(self._interventions, pa.bool_()))
         names = {"state_names": self.meta.state_names, "action_names": self.meta.action_names, "fps": self.meta.fps}
         return table.replace_schema_metadata({"vla_dashboard": json.dumps(names)})
 

@@ -13,6 +13,10 @@ EPISODE_INDEX = "episode_index"  # int64, in exported datasets
 INDEX = "index"  # int64 global step index, in exported datasets
 TASK_INDEX = "task_index"  # int64 into meta/tasks.parquet, in exported datasets
 TASK = "task"  # the language instruction string, in training batches
+# Policy rollouts with a human in the loop: per step, whether an operator (not the policy) produced the action (the
+# name LeRobot's human-in-the-loop recording uses), and which command source did ("policy" | "teleop" | "expert").
+INTERVENTION = "intervention"  # bool per step
+ACTOR = "actor"  # string per step in the episode table; int64 index into meta/info.json's "actor" names on export
 
 
 def image_key(camera: str) -> str:

@@ -22,7 +22,8 @@ Server -> client, text (JSON):
 Server -> client, binary: one message per frame,
 
     [u32 big-endian N][N bytes UTF-8 JSON header][JPEG bytes of each camera, concatenated in header order]
-    header = {"tick", "time", "last_command_seq", "state", "status", "cameras": [[name, byte_length], ...]}
+    header = {"tick", "time", "last_command_seq", "state", "status", "cameras": [[name, byte_length], ...],
+              "overlay": {...} while a policy drives (backend/control/policy_source.py PolicySource.overlay)}
 
 Why binary rather than JSON + base64: base64 adds a third to every JPEG and costs an encode per viewer on the
 server and a decode on the browser at 30 Hz; here the packed message is built once per tick and shared by every
@@ -146,6 +147,8 @@ def pack_frame(frame) -> bytes:
         "status": frame.status,
         "cameras": [[name, len(data)] for name, data in frame.jpeg.items()],
     }
+    if frame.overlay is not None:
+        header["overlay"] = frame.overlay
     head = json.dumps(header, separators=(",", ":"), default=str).encode()
     message = b"".join([struct.pack(">I", len(head)), head, *frame.jpeg.values()])
     _packed = (frame, message)

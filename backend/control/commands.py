@@ -41,6 +41,7 @@ class Frame:
     state: list[float]  # observation.state
     last_command_seq: int | None  # seq of the last TeleopCommand applied before this frame was rendered
     status: dict  # small JSON-able dict (RobotSession.status())
+    overlay: dict | None = None  # the driving policy's maps, uncertainty and chunk (PolicySource.overlay), else None
 
 
 def _number(value: Any, what: str) -> float:

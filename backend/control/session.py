@@ -2,12 +2,12 @@
 
 One tick (default 30 Hz, deadline-scheduled from the start time so it never drifts):
 
-    action = e-stop ? hold : active source.act()          # idle | teleop | expert | (policy later); None = hold
+    action = e-stop ? hold : active source.act(obs)       # idle | teleop | expert | policy; None = hold
     action = safety filter(action)                        # joint, step, workspace limits; NaN/inf -> hold
     robot.apply(action); success = robot.success()
     obs = robot.observe()                                 # every camera rendered once
     recorder.add_frame(previous obs, action)              # (observation, the action actually taken from it)
-    JPEG once per camera -> Frame(last_command_seq, status) -> hub.publish (never waits on a viewer)
+    JPEG once per camera -> Frame(last_command_seq, status, policy overlay) -> hub.publish (never waits on a viewer)
 
 The command is applied right before the render, so a frame's `last_command_seq` is the newest command whose effect
 it shows, and command-to-frame latency is at most one tick period plus apply + render + encode.
@@ -83,11 +83,14 @@ class _Take:
     recorder: object  # storage.episode_store.EpisodeRecorder
     operator: str
     dataset: str
-    source: str  # episode source recorded (teleop | scripted)
+    source: str  # episode source recorded (teleop | scripted | policy; intervention once an operator took over)
     started: float  # the session's clock
     sources_used: set[str] = field(default_factory=set)
     success_ever: bool = False
     ticks_since_success: int | None = None
+    intervention_frames: int = 0  # frames an operator drove after the policy had
+    interventions: int = 0  # takeovers (runs of such frames)
+    last_actor: str | None = None
 
 
 class RobotSession:
@@ -160,6 +163,7 @@ class RobotSession:
         self._episodes_saved = 0
         self._last_episode_id: int | None = None
         self._auto_stop = False
+        self._overlays = True  # frames carry the policy's attention and uncertainty while it drives
 
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -283,7 +287,7 @@ class RobotSession:
             action = None
             if not self._estop:
                 try:
-                    action = source.act(robot, now)
+                    action = source.act(robot, now, prev_obs)
                 except Exception as exc:
                     self.tick_errors += 1
                     self._error(f"source {source.name!r} failed: {exc!r}")
@@ -304,6 +308,7 @@ class RobotSession:
             self._obs = obs
             self._tick += 1
             tick = self._tick
+            overlay = source.overlay() if self._overlays and hasattr(source, "overlay") else None
         take = self._rec
         if take is not None:
             self._record(take, prev_obs, applied, success, source.name)
@@ -315,6 +320,7 @@ class RobotSession:
             state=[float(x) for x in obs.state],
             last_command_seq=self._last_seq,
             status=self.status(),
+            overlay=overlay,
         )
         self.hub.publish(frame)
         return frame
@@ -325,7 +331,15 @@ class RobotSession:
             with self._rec_lock:
                 if self._rec is not take:  # saved or discarded meanwhile
                     return
-                take.recorder.add_frame(images=prev_obs.images, state=prev_obs.state, action=action)
+                # An operator driving after the policy has, in the same take, is correcting it (HG-DAgger's signal).
+                intervention = source_name == "teleop" and "policy" in take.sources_used
+                take.recorder.add_frame(images=prev_obs.images, state=prev_obs.state, action=action,
+                                        actor=source_name, intervention=intervention)  # fmt: skip
+                if intervention:
+                    take.intervention_frames += 1
+                    if take.last_actor != "teleop":
+                        take.interventions += 1
+                take.last_actor = source_name
                 take.sources_used.add(source_name)
                 take.success_ever |= success
                 if success and take.ticks_since_success is None:
@@ -416,6 +430,14 @@ class RobotSession:
             rec.meta.extra.update(
                 stopped_by=stopped_by, sources_used=sorted(take.sources_used), success_ever=take.success_ever
             )
+            if take.intervention_frames:
+                rec.meta.source = "intervention"  # storage.models.EpisodeSource.INTERVENTION
+                rec.meta.extra.update(interventions=take.interventions, intervention_frames=take.intervention_frames)
+            elif "policy" in take.sources_used and take.sources_used <= {"policy", "idle"}:
+                rec.meta.source = "policy"
+            policy = self._sources.get("policy")
+            if "policy" in take.sources_used and policy is not None:
+                rec.meta.extra.update(model=dict(policy.status()["model"]))
             episode_id = rec.save(auto_success=self._success, human_success=human_success)
         except Exception as exc:
             self._error(f"saving the episode failed: {exc}")
@@ -524,8 +546,59 @@ class RobotSession:
             raise ValueError(f"a source named {source.name!r} exists")
         self._sources[source.name] = source
 
+    # ================================================================== the policy, asking for help, taking over
+    def set_policy(self, source) -> None:
+        """Install `source` (a PolicySource, or None to remove it) as the "policy" source; the previous one is
+        closed. If the old policy was driving, the arm holds (idle) until the new one is started."""
+        with self._robot_lock:
+            old = self._sources.pop("policy", None)
+            if old is not None and self._source is old:
+                old.deactivate()
+                self._source = self._sources["idle"]
+            if source is not None:
+                if source.name != "policy":
+                    raise ValueError(f"a policy source must be named 'policy', got {source.name!r}")
+                self._sources["policy"] = source
+        if old is not None and hasattr(old, "close"):
+            old.close()
+        self._event("policy removed" if source is None else f"policy loaded: {source.model.name}")
+
+    @property
+    def policy(self):
+        """The installed PolicySource, or None."""
+        return self._sources.get("policy")
+
+    def take_over(self) -> None:
+        """The operator takes over from the policy (within one tick); a take in progress goes on recording, its
+        frames from now flagged `intervention` until the policy gets control back (`hand_back`)."""
+        if self._source.name != "policy" and not (self.policy is not None and self._source.name == "idle"):
+            raise ValueError(f"the policy is not driving (source {self._source.name!r}); nothing to take over")
+        self.set_source("teleop")
+        self.mailbox.clear()  # the operator starts from a standstill, not from a stale command
+        self._event("operator took over from the policy")
+
+    def hand_back(self) -> None:
+        """Give control back to the policy after a takeover: it predicts afresh from the current observation."""
+        policy = self.policy
+        if policy is None:
+            raise ValueError("no policy is loaded")
+        self.set_source("policy")
+        policy.resume()
+        self._event("control handed back to the policy")
+
+    def continue_policy(self) -> None:
+        """Answer a request for help with 'continue': the policy drives on (and may ask again)."""
+        policy = self.policy
+        if policy is None or not policy.help.asking:
+            raise ValueError("the policy is not asking for help")
+        policy.resume()
+        self._event("operator let the policy continue")
+
+    def set_overlays(self, enabled: bool) -> None:
+        self._overlays = bool(enabled)
+
     def _activate(self, source: CommandSource) -> None:
-        source.activate(self.robot, self._task)
+        source.activate(self.robot, self._task, self._instruction)
 
     def set_source(self, name: str) -> None:
         """Make `name` ("idle" | "teleop" | "expert" | registered) the one active source; ValueError if unknown
@@ -584,6 +657,8 @@ class RobotSession:
             self._last_action = np.append(obs.state[: n - 1], self.robot.ee_target().gripper).astype(np.float32)
             self._hold_action = None
             self._success = bool(self.robot.success())
+            if self.policy is not None:
+                self.policy.new_episode()
             try:
                 self._activate(self._source)
             except Exception as exc:
@@ -657,6 +732,8 @@ class RobotSession:
                 "episodes_saved": self._episodes_saved,
                 "last_episode_id": self._last_episode_id,
                 "auto_stop": self._auto_stop,
+                "interventions": take.interventions if take else 0,
+                "intervention_frames": take.intervention_frames if take else 0,
             },
             "counters": {
                 "ticks": self._tick,
@@ -676,6 +753,7 @@ class RobotSession:
                 "frames": self.hub.published,
                 "subscribers": self.hub.subscribers,
             },
+            "policy": None if self.policy is None else self.policy.status(),
             "last_error": self._last_error,
             "last_event": self._last_event,
         }

@@ -1,8 +1,8 @@
 """Command sources: what decides the robot's next action. Exactly one is active in a RobotSession at a time.
 
-A source turns the robot's current state into a (D_action,) joint action, or None to hold still. It runs on the
-loop thread only. A policy source joins later by implementing the same four methods and being registered with
-`RobotSession.add_source`.
+A source turns the robot's current state (and the observation the previous tick rendered) into a (D_action,) joint
+action, or None to hold still. It runs on the loop thread only. The policy source (backend/control/policy_source.py)
+implements the same four methods and is registered with `RobotSession.add_source`.
 """
 
 from __future__ import annotations
@@ -20,14 +20,15 @@ class CommandSource(Protocol):
     name: str  # "idle" | "teleop" | "expert" | ...
     record_as: str  # the episode source recorded for takes driven by it (storage.models.EpisodeSource value)
 
-    def activate(self, robot, task) -> None:
+    def activate(self, robot, task, instruction: str) -> None:
         """Called (loop thread or under the robot lock) when it becomes active, after a reset and after an e-stop
-        is released: start from the robot's current state."""
+        is released: start from the robot's current state; `instruction` is the scene's text."""
 
     def deactivate(self) -> None: ...
 
-    def act(self, robot, now: float) -> np.ndarray | None:
-        """The action for this tick, or None to hold still."""
+    def act(self, robot, now: float, obs) -> np.ndarray | None:
+        """The action for this tick, or None to hold still; `obs` is the observation the previous tick rendered
+        (backend.robot.Observation)."""
 
 
 class IdleSource:
@@ -36,13 +37,13 @@ class IdleSource:
     name = "idle"
     record_as = "teleop"
 
-    def activate(self, robot, task) -> None:
+    def activate(self, robot, task, instruction: str = "") -> None:
         pass
 
     def deactivate(self) -> None:
         pass
 
-    def act(self, robot, now: float) -> np.ndarray | None:
+    def act(self, robot, now: float, obs=None) -> np.ndarray | None:
         return None
 
 
@@ -87,7 +88,7 @@ class TeleopSource:
         self.fresh = False  # whether the last tick followed a live command
         self.timeouts = 0  # times a live command stream went stale (arm held)
 
-    def activate(self, robot, task) -> None:
+    def activate(self, robot, task, instruction: str = "") -> None:
         self._pos = None
         self.fresh = False
 
@@ -101,7 +102,7 @@ class TeleopSource:
             return np.asarray(reachable(pos), dtype=np.float64)
         return np.clip(pos, robot.limits.workspace_low, robot.limits.workspace_high)
 
-    def act(self, robot, now: float) -> np.ndarray | None:
+    def act(self, robot, now: float, obs=None) -> np.ndarray | None:
         cmd, t_cmd = self.mailbox.latest()
         if cmd is None or now - t_cmd > self.command_timeout_s:
             if self.fresh:
@@ -137,7 +138,7 @@ class ExpertSource:
     def __init__(self) -> None:
         self.expert = None
 
-    def activate(self, robot, task) -> None:
+    def activate(self, robot, task, instruction: str = "") -> None:
         from backend.sim import make_expert  # the sim package is only needed when an expert is used
 
         self.expert = make_expert(task)
@@ -146,7 +147,7 @@ class ExpertSource:
     def deactivate(self) -> None:
         self.expert = None
 
-    def act(self, robot, now: float) -> np.ndarray | None:
+    def act(self, robot, now: float, obs=None) -> np.ndarray | None:
         if self.expert is None:
             return None
         return self.expert.act(robot)

@@ -267,6 +267,8 @@ def _write(
     features[F.ACTION] = L.vector_feature(action_names)
     features.update({k: dict(v) for k, v in L.DEFAULT_FEATURES.items()})
     features[L.SUBTASK_INDEX] = dict(L.SUBTASK_FEATURE)
+    features[F.INTERVENTION] = dict(L.INTERVENTION_FEATURE)
+    features[F.ACTOR] = dict(L.ACTOR_FEATURE)
     data_schema = pa.schema(
         [
             (F.OBS_STATE, pa.list_(pa.float32(), ds)),
@@ -277,6 +279,8 @@ def _write(
             (F.INDEX, pa.int64()),
             (F.TASK_INDEX, pa.int64()),
             (L.SUBTASK_INDEX, pa.int64()),
+            (F.INTERVENTION, pa.bool_()),
+            (F.ACTOR, pa.int64()),
         ],
         metadata={b"huggingface": L.hf_features_metadata(features)},
     )
@@ -309,6 +313,7 @@ def _write(
             ep_arr = np.full(n, ep_index, dtype=np.int64)
             task_arr = np.full(n, tasks[e.instruction], dtype=np.int64)
             subtask_arr = A.subtask_indices(e, n, subtasks)
+            intervention_arr, actor_arr = _human_in_the_loop(table, n)
             batch = pa.Table.from_arrays(
                 [
                     pa.FixedSizeListArray.from_arrays(pa.array(state.reshape(-1)), ds),
@@ -319,6 +324,8 @@ def _write(
                     pa.array(index),
                     pa.array(task_arr),
                     pa.array(subtask_arr),
+                    pa.array(intervention_arr),
+                    pa.array(actor_arr),
                 ],
                 schema=data_schema,
             )
@@ -343,6 +350,8 @@ def _write(
                 F.INDEX: stats.vector_stats(index),
                 F.TASK_INDEX: stats.vector_stats(task_arr),
                 L.SUBTASK_INDEX: stats.vector_stats(subtask_arr),
+                F.INTERVENTION: stats.vector_stats(intervention_arr.astype(np.float64)),
+                F.ACTOR: stats.vector_stats(actor_arr),
             }
             files = store.episode_files(e.id)
             for (cam, _, _), key in zip(cameras, keys, strict=True):
@@ -449,3 +458,14 @@ def _reencode(paths: list[Path], lengths: list[int], out: Path, fps: int, width:
                 raise StoreError(f"{p}: the video has {k} frames but the episode has {n} rows")
 
     video.write_video(frames(), out, fps=fps, height=height, width=width, settings=mp4.REENCODE_SETTINGS)
+
+
+def _human_in_the_loop(table: pa.Table, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n,) bool intervention flags and (n,) int64 indices into layout.ACTOR_NAMES of an episode table (False and
+    "unknown" for episodes recorded without them)."""
+    if F.ACTOR not in table.column_names:
+        return np.zeros(n, dtype=bool), np.zeros(n, dtype=np.int64)
+    flags = np.asarray(table.column(F.INTERVENTION).to_pylist(), dtype=bool)
+    index = {name: i for i, name in enumerate(L.ACTOR_NAMES)}
+    actors = np.asarray([index.get(a or "unknown", 0) for a in table.column(F.ACTOR).to_pylist()], dtype=np.int64)
+    return flags, actors

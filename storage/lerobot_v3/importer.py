@@ -402,7 +402,8 @@ def _episode_rows(root: Path, ep: _Episode, cache: dict[Path, pa.Table]) -> pa.T
     table = cache.get(ep.data_file)
     if table is None:
         cache.clear()  # keep one data file in memory; episodes are in file order
-        table = _read_parquet(root, ep.data_file, "data file", list(_DATA_COLUMNS))
+        wanted = list(_DATA_COLUMNS) + [c for c in (F.INTERVENTION, F.ACTOR) if c in _parquet_columns(ep.data_file)]
+        table = _read_parquet(root, ep.data_file, "data file", wanted)
         cache[ep.data_file] = table
     sel = np.flatnonzero(table.column(F.EPISODE_INDEX).to_numpy() == ep.index)
     rows = table.take(pa.array(sel))
@@ -421,6 +422,7 @@ def _import_episode(
     state = state.reshape(n, -1)
     action = action.reshape(n, -1)
     frames = {cam: video.decode_at(p, (start + ts).tolist(), tolerance_s) for cam, (p, start) in ep.videos.items()}
+    actors, flags = _human_in_the_loop(rows, n)
     rec = store.begin(ep.meta)
     try:
         for k in range(n):
@@ -429,6 +431,8 @@ def _import_episode(
                 state=state[k],
                 action=action[k],
                 timestamp=float(ts[k]),
+                actor=actors[k],
+                intervention=flags[k],
             )
         return rec.save(auto_success=ep.auto_success, human_success=ep.human_success)
     except BaseException:
@@ -478,3 +482,27 @@ def _drop_empty_dataset(store: Any, name: str) -> None:
             session.execute(delete(Dataset).where(Dataset.id == ds_id))
     except Exception:  # noqa: BLE001
         log.exception("import rollback: could not remove the empty dataset %r", name)
+
+
+def _parquet_columns(path: Path) -> set[str]:
+    try:
+        return set(pq.read_schema(path).names)
+    except (OSError, pa.ArrowInvalid):
+        return set()  # _read_parquet reports the unreadable file
+
+
+def _human_in_the_loop(rows: pa.Table, n: int) -> tuple[list[str | None], list[bool | None]]:
+    """Per-frame actor names and intervention flags (layout.ACTOR_NAMES), None where the dataset has none: a
+    dataset from elsewhere may carry `intervention` alone (LeRobot's own recordings)."""
+    actors: list[str | None] = [None] * n
+    flags: list[bool | None] = [None] * n
+    if F.ACTOR in rows.column_names:
+        names = L.ACTOR_NAMES
+        actors = [names[i] if i is not None and 0 < i < len(names) else None for i in rows.column(F.ACTOR).to_pylist()]
+    if F.INTERVENTION in rows.column_names:
+        flags = [None if v is None else bool(v) for v in rows.column(F.INTERVENTION).to_pylist()]
+        if all(a is None for a in actors) and any(flags):
+            actors = ["teleop" if f else "policy" for f in flags]
+    if all(a is None for a in actors):
+        flags = [None] * n  # nothing to say: the episode is stored without the columns, as it was recorded
+    return actors, flags

@@ -68,6 +68,14 @@ DEFAULT_FEATURES: dict[str, dict[str, Any]] = {
 SUBTASK_INDEX = "subtask_index"
 SUBTASK_FEATURE: dict[str, Any] = {"dtype": "int64", "shape": [1], "names": None}
 
+# Human-in-the-loop columns of policy rollouts (storage.features INTERVENTION, ACTOR): `intervention` as LeRobot's
+# own recording writes it (bool, True where an operator's action replaced the policy's), and which command source
+# produced each action as an index into ACTOR_NAMES (its feature's "names"). Episodes recorded without them export
+# False / "unknown".
+ACTOR_NAMES = ("unknown", "policy", "teleop", "expert", "idle")
+INTERVENTION_FEATURE: dict[str, Any] = {"dtype": "bool", "shape": [1], "names": None}
+ACTOR_FEATURE: dict[str, Any] = {"dtype": "int64", "shape": [1], "names": list(ACTOR_NAMES)}
+
 # Stats LeRobot 0.4.x computes per feature (compute_stats.py, DEFAULT_QUANTILES = 0.01 ... 0.99).
 QUANTILES = {"q01": 0.01, "q10": 0.10, "q50": 0.50, "q90": 0.90, "q99": 0.99}
 

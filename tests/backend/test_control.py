@@ -202,13 +202,13 @@ class _BadSource:
     def __init__(self, mode: str) -> None:
         self.mode = mode
 
-    def activate(self, robot, task) -> None:
+    def activate(self, robot, task, instruction="") -> None:
         pass
 
     def deactivate(self) -> None:
         pass
 
-    def act(self, robot, now):
+    def act(self, robot, now, obs=None):
         if self.mode == "raise":
             raise RuntimeError("policy exploded")
         a = np.append(robot.state()[:6], 0.0)

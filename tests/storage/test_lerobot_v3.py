@@ -37,7 +37,8 @@ EPISODES = [
     (7, "pick up the red cube", "pick", "policy", None, None, None, False),
 ]
 ARRAY_COLUMNS = [F.OBS_STATE, F.ACTION, F.TIMESTAMP, F.FRAME_INDEX, F.EPISODE_INDEX, F.INDEX, F.TASK_INDEX]
-EXPORT_COLUMNS = [*ARRAY_COLUMNS, L.SUBTASK_INDEX]  # ours add the per-frame sub-task (LeRobot-written data lacks it)
+EXPORT_COLUMNS = [*ARRAY_COLUMNS, L.SUBTASK_INDEX, F.INTERVENTION, F.ACTOR]  # ours add the per-frame sub-task and the
+# human-in-the-loop columns (LeRobot-written data lacks them)
 # Codec tolerance in 0..255 on tiny synthetic frames with hard colour edges (4:2:0 chroma smears them):
 MEAN_ABS_TOL = 8.0  # mean |difference|
 P99_ABS_TOL = 64  # 99th percentile; single pixels on the edges of the red square may differ more
@@ -465,3 +466,33 @@ def test_shim_is_not_importable_here() -> None:
 
     assert importlib.util.find_spec("torchvision") is None
     assert not any("shims" in p for p in sys.path)
+
+
+def test_intervention_and_actor_columns_survive_export_and_import(store: EpisodeStore, tmp_path: Path) -> None:
+    """A correction take (policy, then an operator, then the policy) exports LeRobot's per-frame `intervention`
+    flag and the actor index; importing restores both; an episode recorded without them exports False/unknown."""
+    from helpers import synthetic_step
+
+    actors = ["policy"] * 4 + ["teleop"] * 3 + ["policy"] * 2
+
+    def step(i, cameras):
+        return {**synthetic_step(i, cameras), "actor": actors[i], "intervention": actors[i] == "teleop" and i >= 4}
+
+    corrected = record_episode(store, len(actors), step=step, dataset="hitl")
+    plain = record_episode(store, 5, dataset="hitl")
+    out = export_dataset(store, "hitl", tmp_path / "hitl")
+    info = json.loads((out / "meta" / "info.json").read_text())
+    assert info["features"][F.INTERVENTION]["dtype"] == "bool"
+    assert info["features"][F.ACTOR]["names"] == list(L.ACTOR_NAMES)
+    data = pd.concat([pd.read_parquet(p) for p in sorted((out / "data").rglob("*.parquet"))])
+    by_episode = {i: g for i, g in data.groupby("episode_index")}
+    flags = [bool(v) for v in by_episode[0][F.INTERVENTION]]
+    assert flags == [a == "teleop" for a in actors]
+    assert [L.ACTOR_NAMES[i] for i in by_episode[0][F.ACTOR]] == actors
+    assert not by_episode[1][F.INTERVENTION].any() and (by_episode[1][F.ACTOR] == 0).all()
+
+    ids = import_dataset(store, out, "hitl_copy")
+    copy = store.read_table(ids[0])
+    assert copy.column(F.ACTOR).to_pylist() == actors == store.read_table(corrected).column(F.ACTOR).to_pylist()
+    assert copy.column(F.INTERVENTION).to_pylist() == flags
+    assert F.ACTOR not in store.read_table(ids[1]).column_names and F.ACTOR not in store.read_table(plain).column_names

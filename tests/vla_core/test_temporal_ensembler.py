@@ -55,3 +55,26 @@ def test_a_chunk_when_none_is_needed_is_refused():
     ens.update(chunk(0.0))
     with pytest.raises(ValueError):
         ens.update(chunk(9.0))
+
+
+def test_chunks_added_every_step_give_exactly_what_update_gives():
+    rng = np.random.default_rng(3)
+    chunks = rng.normal(size=(12, 5, 3)).astype(np.float32)
+    for coeff in (0.0, 0.01, 0.5):
+        stepped, stamped = TemporalEnsembler(coeff), TemporalEnsembler(coeff)
+        for t, chunk in enumerate(chunks):
+            stamped.add(t, chunk)
+            np.testing.assert_array_equal(stepped.update(chunk), stamped.action_at(t))
+
+
+def test_a_late_chunk_starts_at_its_own_step_and_uncovered_steps_hold():
+    late = np.arange(12, dtype=np.float32).reshape(4, 3)  # (T=4, A=3) predicted from step 2's observation
+    for coeff in (None, 0.01):
+        ens = TemporalEnsembler(coeff)
+        assert ens.action_at(0) is None  # nothing predicted yet: the caller holds still
+        ens.add(2, late)
+        assert ens.action_at(1) is None  # before the observation it was predicted from
+        np.testing.assert_array_equal(ens.action_at(4), late[2])  # steps 2 and 3 were missed: index 4 - 2
+        with pytest.raises(ValueError, match="older"):
+            ens.add(1, late)
+        assert ens.action_at(6) is None  # past the chunk's end

@@ -12,6 +12,14 @@ The caller asks `needs_chunk` before each step, predicts only then, and passes t
 
     chunk = predict(obs) if ensembler.needs_chunk else None  # (T, A)
     action = ensembler.update(chunk)  # (A,) float32
+
+A live robot loop cannot wait for a prediction (backend/control/policy_source.py predicts on a thread of its own),
+so chunks can also arrive late, stamped with the step of the observation they were predicted from:
+
+    ensembler.add(t0, chunk)        # (T, A) predicted from the observation of step t0
+    action = ensembler.action_at(t) # (A,) for step t >= t0, or None when no chunk covers t (hold still)
+
+With a chunk added at every step (t0 = t) `action_at` gives exactly what `update` gives.
 """
 
 from __future__ import annotations
@@ -57,9 +65,31 @@ class TemporalEnsembler:
                 self._queue.extend(chunk[: max(1, min(self.n_action_steps, len(chunk)))])
             return np.asarray(self._queue.popleft(), dtype=np.float32)
         self._chunks.append((t, chunk))
-        while self._chunks[0][0] + len(self._chunks[0][1]) <= t:  # no longer covers step t
+        action = self.action_at(t)
+        assert action is not None  # the chunk just added covers t
+        return action
+
+    # ------------------------------------------------------------------ chunks that arrive late (live robots)
+    def add(self, t0: int, chunk: np.ndarray) -> None:
+        """Store a (T, A) chunk predicted from the observation of step `t0` (steps must not go back in time)."""
+        if self._chunks and t0 < self._chunks[-1][0]:
+            raise ValueError(f"chunk of step {t0} is older than the newest one (step {self._chunks[-1][0]})")
+        self._chunks.append((int(t0), np.asarray(chunk, dtype=np.float32)))
+
+    def action_at(self, t: int) -> np.ndarray | None:
+        """(A,) float32 for step t from the chunks added so far, or None when none covers t.
+
+        Ensembling: ACT's weighted mean over every chunk covering t (oldest first, as in `update`). Open loop: the
+        newest chunk's action for t (a late chunk starts at its own step t - t0, the steps it missed skipped)."""
+        while self._chunks and self._chunks[0][0] + len(self._chunks[0][1]) <= t:  # no longer covers step t
             self._chunks.popleft()
-        actions = np.stack([c[t - t0] for t0, c in self._chunks])  # (n_live, A), oldest first
+        live = [(t0, c) for t0, c in self._chunks if t0 <= t]
+        if not live:
+            return None
+        if self.coeff is None:
+            t0, c = live[-1]
+            return np.asarray(c[t - t0], dtype=np.float32)
+        actions = np.stack([c[t - t0] for t0, c in live])  # (n_live, A), oldest first
         weights = np.exp(-self.coeff * np.arange(len(actions)))  # (n_live,)
         return ((weights[:, None] * actions).sum(0) / weights.sum()).astype(np.float32)
 
