@@ -37,6 +37,14 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Permission | str] = {
     ("POST", "/api/robot/recording/restart"): P.ROBOT_CONTROL,
     ("POST", "/api/robot/recording/auto-stop"): P.ROBOT_CONTROL,
     ("POST", "/api/robot/lease/break"): P.CONTROL_BREAK,
+    # a registered model on the robot: loading one is an engineer's (it does not move anything; starting it is
+    # POST /api/robot/source by the lease holder); stepping in belongs to the lease holder
+    ("POST", "/api/robot/policy"): P.TRAINING_WRITE,
+    ("DELETE", "/api/robot/policy"): P.TRAINING_WRITE,
+    ("POST", "/api/robot/policy/takeover"): P.ROBOT_CONTROL,
+    ("POST", "/api/robot/policy/handback"): P.ROBOT_CONTROL,
+    ("POST", "/api/robot/policy/continue"): P.ROBOT_CONTROL,
+    ("POST", "/api/robot/policy/overlays"): P.ROBOT_CONTROL,
     # episodes, labeling, curation
     ("GET", "/api/episodes"): P.EPISODES_READ,
     ("GET", "/api/episodes/{episode_id}"): P.EPISODES_READ,
@@ -114,6 +122,10 @@ ROBOT_COMMANDS: dict[tuple[str, str], str] = {
     ("POST", "/api/robot/recording/discard"): "recording.discard",
     ("POST", "/api/robot/recording/restart"): "recording.restart",
     ("POST", "/api/robot/recording/auto-stop"): "recording.auto_stop",
+    ("POST", "/api/robot/policy/takeover"): "policy.takeover",
+    ("POST", "/api/robot/policy/handback"): "policy.handback",
+    ("POST", "/api/robot/policy/continue"): "policy.continue",
+    ("POST", "/api/robot/policy/overlays"): "overlays",
 }
 
 

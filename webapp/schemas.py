@@ -74,7 +74,19 @@ class ResetIn(_In):
 
 
 class SourceIn(_In):
-    name: Literal["idle", "teleop", "expert"]
+    name: Literal["idle", "teleop", "expert", "policy"]  # "policy" once one is loaded (POST /api/robot/policy)
+
+
+class PolicyLoadIn(_In):
+    """Which registered model drives, and when it asks for help."""
+
+    model_id: int | None = Field(None, ge=1, description="a registered model; none: the production model")
+    help_k: int = Field(5, ge=1, le=300, description="consecutive predictions above the threshold before it asks")
+    ask_for_help: bool = Field(True, description="pause and ask when unsure (needs a calibrated threshold)")
+
+
+class OverlaysIn(_In):
+    enabled: bool
 
 
 class EstopIn(_In):

@@ -75,6 +75,10 @@ LEASE_HOLDER_COMMANDS: frozenset[str] = frozenset(
         "recording.restart",
         "recording.auto_stop",
         "estop.release",
+        "policy.takeover",  # the operator drives instead of the policy
+        "policy.handback",
+        "policy.continue",  # answer the policy's request for help
+        "overlays",
     }
 )
 

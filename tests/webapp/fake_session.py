@@ -136,9 +136,38 @@ class FakeRobotSession:
             return self._status_locked()
 
     def set_source(self, name: str) -> None:
-        if name not in ("idle", "teleop", "expert"):
+        if name not in ("idle", "teleop", "expert") and not (name == "policy" and self.policy is not None):
             raise ValueError(f"unknown source {name!r}")
         self.source = name
+
+    # The policy: the real session's API (backend.control.RobotSession); no inference here.
+    policy = None
+    overlays = True
+    JOINTS = [f"j{i}" for i in range(7)]
+    robot = type("FakeArm", (), {"state_names": JOINTS, "action_names": JOINTS})
+
+    def set_policy(self, source) -> None:
+        if source is None and self.source == "policy":
+            self.source = "idle"
+        self.policy = source
+
+    def take_over(self) -> None:
+        if self.source != "policy":
+            raise ValueError("the policy is not driving")
+        self.source = "teleop"
+
+    def hand_back(self) -> None:
+        if self.policy is None:
+            raise ValueError("no policy is loaded")
+        self.source = "policy"
+
+    def continue_policy(self) -> None:
+        if self.policy is None or not self.policy.help.asking:
+            raise ValueError("the policy is not asking for help")
+        self.policy.resume()
+
+    def set_overlays(self, enabled: bool) -> None:
+        self.overlays = bool(enabled)
 
     def start_recording(self, operator: str, dataset: str) -> None:
         with self._lock:

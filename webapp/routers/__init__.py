@@ -15,6 +15,7 @@ from webapp.routers import (
     jobs,
     labeling,
     models,
+    policy,
     robot,
     snapshots,
     training,
@@ -25,6 +26,7 @@ RESOURCE_ROUTERS = [
     r.router
     for r in (
         robot,
+        policy,
         episodes,
         labeling,
         datasets,
