@@ -396,3 +396,56 @@ class RegisteredModel(Base):
     notes: Mapped[str | None] = mapped_column(Text)
     created_by: Mapped[str | None] = mapped_column(String(NAME_MAX_LEN))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RolloutKind(enum.StrEnum):
+    """Where a rollout ran: live on the robot (the console) or in an evaluation (a job on fixed seeds)."""
+
+    LIVE = "live"
+    EVALUATION = "evaluation"
+
+
+class Rollout(Base):
+    """One run of a policy on one scene, success or failure, linked to the model, data, task, seed and operator:
+    what the managers' metrics read and what the next training set is built from.
+
+    ``auto_success`` is the task's own check (ever true during the rollout), ``human_success`` the operator's
+    verdict when the take was saved; ``outcome`` says how it ended (see backend.services.rollout_log). Model name
+    and version are copied so a rollout still says what ran after its model is archived or deleted."""
+
+    __tablename__ = "rollouts"
+    __table_args__ = (
+        Index("ix_rollouts_model_started", "model_id", "started_at"),
+        Index("ix_rollouts_task_started", "task", "started_at"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[RolloutKind] = mapped_column(_str_enum(RolloutKind, "rollout_kind", 16), index=True)
+    model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id", ondelete="SET NULL"))
+    model_name: Mapped[str | None] = mapped_column(String(NAME_MAX_LEN))
+    model_version: Mapped[int | None] = mapped_column(Integer)
+    snapshot_id: Mapped[int | None] = mapped_column(ForeignKey("snapshots.id", ondelete="SET NULL"), index=True)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), index=True)
+    suite: Mapped[str | None] = mapped_column(String(NAME_MAX_LEN))
+    task: Mapped[str] = mapped_column(String(NAME_MAX_LEN))
+    colour: Mapped[str | None] = mapped_column(String(32))
+    instruction: Mapped[str] = mapped_column(Text, default="")
+    seed: Mapped[int | None] = mapped_column(BigInteger)
+    operator: Mapped[str | None] = mapped_column(String(NAME_MAX_LEN), index=True)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    ended_at: Mapped[datetime | None] = mapped_column()
+    duration_s: Mapped[float | None] = mapped_column()
+    steps: Mapped[int] = mapped_column(Integer, default=0)
+    outcome: Mapped[str] = mapped_column(String(16), default="running")
+    auto_success: Mapped[bool | None] = mapped_column()
+    human_success: Mapped[bool | None] = mapped_column()
+    failure_reason: Mapped[str | None] = mapped_column(String(64))
+    interventions: Mapped[int] = mapped_column(Integer, default=0)
+    intervention_frames: Mapped[int] = mapped_column(Integer, default=0)
+    help_prompts: Mapped[int] = mapped_column(Integer, default=0)
+    uncertainty_mean: Mapped[float | None] = mapped_column()
+    uncertainty_max: Mapped[float | None] = mapped_column()
+    episode_id: Mapped[int | None] = mapped_column(ForeignKey("episodes.id", ondelete="SET NULL"), index=True)
+    extra: Mapped[dict[str, Any]] = mapped_column(default=dict)
+

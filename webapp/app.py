@@ -15,6 +15,7 @@ from backend.jobs import JobQueue, load_plugins
 from backend.services.auth import AuthService
 from backend.services.curation import CurationService
 from backend.services.models import ModelRegistry
+from backend.services.rollout_log import RolloutLog
 from backend.settings import Settings
 from webapp.api_docs import install_api_docs
 from webapp.assets import ASSETS_DIR, ASSETS_URL, RevalidatedFiles
@@ -61,6 +62,9 @@ def create_app(settings: Settings, *, session, store, ui: bool = True, auth: Aut
         link_ttl_s=settings.sign_in_link_ttl_s,
     )
     app.state.models = ModelRegistry(store.session_factory, settings.models_dir, audit=app.state.auth.audit)
+    app.state.rollouts = RolloutLog(store.session_factory)
+    if hasattr(session, "set_rollout_sink"):  # every live policy rollout the session ends lands in SQL
+        session.set_rollout_sink(app.state.rollouts.record)
     install_error_handlers(app)
     if ui:
         # Anonymous "/" -> /signin; Gradio refuses the rest itself (auth_dependency below).

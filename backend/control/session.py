@@ -52,6 +52,7 @@ from backend.control.hub import FrameHub, FrameSubscription
 from backend.control.lease import DEFAULT_LEASE_TIMEOUT_S, ControlLease
 from backend.control.ratelog import RateLimitedLog
 from backend.control.recording import episode_meta_from_robot
+from backend.control.rollout_tracker import RolloutTracker
 from backend.control.safety import SafetyFilter, sim_forward_kinematics
 from backend.control.sources import CommandSource, ExpertSource, IdleSource, TeleopSource
 from vla_core.metrics import NEAREST_RANK, percentile
@@ -164,6 +165,7 @@ class RobotSession:
         self._last_episode_id: int | None = None
         self._auto_stop = False
         self._overlays = True  # frames carry the policy's attention and uncertainty while it drives
+        self._rollouts = RolloutTracker()  # the live policy rollout, ended into the rollout log's sink
 
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -213,6 +215,7 @@ class RobotSession:
             if t.is_alive():
                 log.error("control loop thread did not stop within %.1f s", timeout)
         self._thread = None
+        self._end_rollout("stopped")
         if self._rec is not None:
             self._event("recording discarded: session stopped")
             self.discard_recording()
@@ -292,17 +295,21 @@ class RobotSession:
                     self.tick_errors += 1
                     self._error(f"source {source.name!r} failed: {exc!r}")
                     self._rlog.exception("source", "command source %r failed; holding", source.name)
+            abort = None
             if action is None:
                 applied, held = hold, True
             else:
                 result = self.safety.filter(action, current=current, hold=hold)
                 applied, held = result.action, result.held
+                if source.name == "policy" and "nonfinite" in result.reasons:
+                    abort = "the policy produced a non-finite action (held by the safety filter)"
             self._hold_action = applied if held else None
             robot.apply(applied)
             self._last_action = applied
             if source is self.teleop:
                 self._last_seq = self.teleop.applied_seq
             self._success = success = bool(robot.success())
+            self._rollouts.tick(source=source.name, success=success, now=now, scene=self._rollout_scene)
             obs = robot.observe()
             t_render = self.clock()
             self._obs = obs
@@ -312,6 +319,10 @@ class RobotSession:
         take = self._rec
         if take is not None:
             self._record(take, prev_obs, applied, success, source.name)
+        if abort is not None:
+            self.set_source("idle")
+            self._error(abort)
+            self._end_rollout("aborted", aborted=abort)
         jpeg = {name: encode_jpeg(obs.images[name], self.jpeg_quality) for name in self.camera_names}
         frame = Frame(
             tick=tick,
@@ -452,6 +463,7 @@ class RobotSession:
         with self._rec_lock:
             self._episodes_saved += 1
             self._last_episode_id = episode_id
+        self._end_rollout("saved", episode_id=episode_id, human_success=human_success)
         self._event(f"episode {episode_id} saved ({rec.num_frames} frames, success={human_success})")
         log.info("episode %d saved (%d frames, operator %r)", episode_id, rec.num_frames, take.operator)
         return episode_id
@@ -550,6 +562,7 @@ class RobotSession:
     def set_policy(self, source) -> None:
         """Install `source` (a PolicySource, or None to remove it) as the "policy" source; the previous one is
         closed. If the old policy was driving, the arm holds (idle) until the new one is started."""
+        self._end_rollout("unloaded")
         with self._robot_lock:
             old = self._sources.pop("policy", None)
             if old is not None and self._source is old:
@@ -596,6 +609,46 @@ class RobotSession:
 
     def set_overlays(self, enabled: bool) -> None:
         self._overlays = bool(enabled)
+
+    # ================================================================== the rollout log
+    def set_rollout_sink(self, sink) -> None:
+        """`sink(record)` stores each ended live rollout (backend.services.rollout_log.RolloutLog.record)."""
+        self._rollouts.sink = sink
+
+    def _rollout_scene(self) -> dict:
+        holder = self.lease.holder
+        policy = self.policy
+        return {
+            "model": dict(policy.status()["model"]) if policy is not None else {},
+            "task": self._task.name,
+            "colour": getattr(self._task, "colour", None),
+            "instruction": self._instruction,
+            "seed": self._seed,
+            "operator": holder.operator if holder else None,
+        }
+
+    def _end_rollout(self, ended_by: str, **kwargs) -> None:
+        """End the live rollout (if one runs) and hand its record to the sink: here, or on the save thread when
+        called from the loop thread (a database write takes longer than a tick)."""
+        policy = self.policy
+        record = self._rollouts.end(now=self.clock(), policy_status=policy.status() if policy else None,
+                                    ended_by=ended_by, **kwargs)  # fmt: skip
+        sink = self._rollouts.sink
+        if record is None or sink is None:
+            return
+        if threading.current_thread() is self._thread:
+            if self._saver is None:
+                self._saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="episode-save")
+            self._saver.submit(self._store_rollout, sink, record)
+        else:
+            self._store_rollout(sink, record)
+
+    def _store_rollout(self, sink, record: dict) -> None:
+        try:
+            sink(record)
+        except Exception as exc:  # the rollout is lost from the log, not the robot: say so
+            self._error(f"logging the rollout failed: {exc!r}")
+            log.exception("logging the rollout failed")
 
     def _activate(self, source: CommandSource) -> None:
         source.activate(self.robot, self._task, self._instruction)
@@ -647,6 +700,7 @@ class RobotSession:
             raise ValueError(f"instruction is {len(text)} characters long; at most {MAX_INSTRUCTION_LEN}")
         if not text:
             text = task_obj.instruction(np.random.default_rng(seed))
+        self._end_rollout("reset")
         if self._rec is not None:
             self._event("recording discarded: the scene was reset")
             self.discard_recording()

@@ -269,3 +269,63 @@ def test_frames_carry_the_policy_overlay_while_it_drives(session):
     assert header["status"]["policy"]["model"] == {"id": 7, "name": "pick-test", "version": 2}
     session.set_overlays(False)
     assert session.step().overlay is None
+
+
+# ---------------------------------------------------------------- every rollout in SQL
+@pytest.fixture
+def rollout_log(store):
+    from backend.services.rollout_log import RolloutLog
+
+    return RolloutLog(store.session_factory)
+
+
+def test_each_live_rollout_lands_in_sql_with_its_outcome_and_interventions(session, store, rollout_log):
+    from backend.control import TeleopCommand
+
+    session.set_rollout_sink(rollout_log.record)
+    session.reset(seed=11, task="pick", colour="blue")
+    session.set_policy(PolicySource(ScriptedPolicy(chunk=4, coeff=0.01, scores=[0.2] * 100), model=model_info(0.5),
+                                    asynchronous=False))  # fmt: skip
+    session.acquire_lease("c1", "alice")
+    session.start_recording("alice", "corrections")
+    session.set_source("policy")
+    for _ in range(4):
+        session.step()
+    session.take_over()
+    for seq in range(3):
+        session.command("c1", TeleopCommand(seq=seq, vx=0.3, vy=0, vz=0, yaw_rate=0, gripper=0, speed=1))
+        session.step()
+    session.hand_back()
+    session.step()
+    episode_id = session.save_recording(success=False)
+    session.step()  # the policy drives on: a second rollout of the same scene begins ...
+    session.reset(seed=12)  # ... and the reset ends it
+
+    first, second = sorted(rollout_log.list(), key=lambda r: r.id)
+    assert (first.kind, first.model_id, first.model_name, first.model_version) == ("live", None, "pick-test", 2)
+    assert (first.task, first.colour, first.seed, first.operator) == ("pick", "blue", 11, "alice")
+    assert first.steps == 8 and first.interventions == 1 and first.intervention_frames == 3
+    assert first.episode_id == episode_id and first.human_success is False and first.outcome == "failure"
+    assert first.uncertainty_mean == pytest.approx(0.2) and first.help_prompts == 0
+    assert first.extra["ended_by"] == "saved" and first.duration_s >= 0
+    assert second.extra["ended_by"] == "reset" and second.steps == 1 and second.episode_id is None
+    assert second.outcome == "failure" and second.auto_success is False  # the cube was never lifted
+
+
+def test_a_non_finite_policy_action_is_held_and_the_rollout_logged_as_aborted(session, robot, rollout_log):
+    class NaNPolicy(ScriptedPolicy):
+        def predict(self, batch, instruction):
+            out = super().predict(batch, instruction)
+            out.actions[0, :, 2] = np.nan
+            return out
+
+    session.set_rollout_sink(rollout_log.record)
+    session.set_policy(PolicySource(NaNPolicy(coeff=0.01), model=model_info(), asynchronous=False))
+    session.set_source("policy")
+    q0 = robot.state().copy()
+    session.step()
+    assert session.status()["source"] == "idle" and "non-finite" in session.status()["last_error"]
+    session.stop()  # the loop-thread path hands the record to the save thread; stop() waits for it
+    np.testing.assert_allclose(robot.state()[:6], q0[:6], atol=1e-3)
+    (row,) = rollout_log.list()
+    assert row.outcome == "aborted" and "non-finite" in row.extra["abort_reason"]

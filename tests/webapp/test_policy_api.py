@@ -96,3 +96,32 @@ def test_operators_may_step_in_but_not_load_models(app_and_robot, fitting_model)
         assert operator.post("/api/robot/policy/takeover", json={}).status_code == 403  # not the lease holder
         session.acquire_lease("olga-tab", "olga")
         assert operator.post("/api/robot/policy/takeover", json={}).status_code == 400  # no policy is driving
+
+
+def test_a_live_rollout_is_listed_and_downloadable(app_and_robot, engineer, fitting_model):
+    import csv
+    import io
+
+    import pyarrow.parquet as pq
+
+    app, session = app_and_robot
+    engineer.post("/api/robot/policy", json={"model_id": fitting_model.id})
+    with engineer.websocket_connect("/ws/teleop") as ws:
+        ws.send_text('{"type": "hello", "control": true}')
+        engineer.post("/api/robot/source", json={"name": "policy"})
+        frame = next_frame(ws)
+        while "overlay" not in frame:
+            frame = next_frame(ws)
+        engineer.post("/api/robot/reset", json={"seed": 3})  # ends the rollout
+    page = engineer.get("/api/rollouts", params={"model_id": fitting_model.id}).json()
+    assert page["count"] == 1
+    (r,) = page["data"]
+    assert (r["kind"], r["model_name"], r["operator"], r["outcome"]) == ("live", "pick", "erin", "failure")
+    assert r["steps"] >= 1 and r["extra"]["ended_by"] == "reset"
+    assert engineer.get(f"/api/rollouts/{r['id']}").json()["id"] == r["id"]
+    assert engineer.get("/api/rollouts/999").status_code == 404
+    assert engineer.get("/api/rollouts", params={"outcome": "great"}).status_code == 422
+    lines = list(csv.reader(io.StringIO(engineer.get("/api/rollouts.csv").text)))
+    assert lines[0][:3] == ["id", "kind", "model_id"] and len(lines) == 2
+    table = pq.read_table(io.BytesIO(engineer.get("/api/rollouts.parquet").content))
+    assert table.num_rows == 1 and table.column("model_name").to_pylist() == ["pick"]
