@@ -138,6 +138,8 @@ class EvaluationIn(_In):
     episodes: int = Field(10, ge=1, le=1000, description="rollouts per task and colour")
     seed_bases: dict[str, int] | None = Field(None, max_length=8, description="first seed per colour")
     max_steps: int = Field(200, ge=1, le=10_000, description="steps per rollout before it counts as a failure")
+    suite: str | None = Field(None, max_length=64, description="a named suite (GET /api/evaluation-suites): fixes "
+                              "tasks, colours, seeds, instructions and steps, so versions compare on the same episodes")
 
 
 class ModelNotesIn(_In):

@@ -39,16 +39,25 @@ class EvaluationRequest:
     episodes: int = 10
     seed_bases: dict[str, int] | None = None
     max_steps: int = 200
+    suite: str | None = None  # a named suite (backend.services.eval_suites) fixes all of the above
 
 
 def submit_evaluation(queue: JobQueue, registry: Any, request: EvaluationRequest, *, user: str) -> JobInfo:
     """Check the request, then queue it; nothing is queued on any error. NotFoundError for an unknown model;
     ModelIntegrityError for one whose files are missing or altered; ValueError for a task or colour the sim does
     not know, a bad count, or a model the sim cannot drive (cameras, state or action size)."""
+    from backend.services.eval_suites import get_suite
     from backend.services.models import ModelIntegrityError
     from backend.sim import CAMERAS, COLOURS, make_task
     from backend.sim.sim_robot import ARM_JOINTS
 
+    instructions = None
+    if request.suite is not None:
+        suite = get_suite(request.suite)  # ValueError naming the known suites
+        request = EvaluationRequest(model_id=request.model_id, tasks=suite.tasks, colours=suite.colours,
+                                    episodes=suite.episodes, seed_bases=dict(suite.seed_bases),
+                                    max_steps=suite.max_steps, suite=suite.name)  # fmt: skip
+        instructions = list(suite.instructions) if suite.instructions else None
     info = registry.get(request.model_id)
     problems = registry.verify(request.model_id)
     if problems:
@@ -76,7 +85,8 @@ def submit_evaluation(queue: JobQueue, registry: Any, request: EvaluationRequest
         if key in info.config and int(info.config[key]) != arm:
             raise ValueError(f"{info.label} has {key} {info.config[key]}; the sim arm has {arm}")
     seeds = {f"{t}/{c}": [bases[c], request.episodes] for t in tasks for c in colours}
-    config = {"model_id": info.id, "model": info.label, "seeds": seeds, "max_steps": int(request.max_steps)}
+    config = {"model_id": info.id, "model": info.label, "seeds": seeds, "max_steps": int(request.max_steps),
+              "suite": request.suite, "instructions": instructions}  # fmt: skip
     return queue.submit(KIND, config, user)
 
 
@@ -84,10 +94,12 @@ def submit_evaluation(queue: JobQueue, registry: Any, request: EvaluationRequest
 def run_evaluation(ctx: JobContext) -> dict[str, Any]:
     from backend.services.evaluation import EvalConfig, evaluate_policy, summarize
     from backend.services.models import ModelRegistry
+    from backend.services.rollout_log import RolloutLog
     from backend.sim import SimConfig, SimRobot
 
     config = ctx.config
     registry = ModelRegistry(ctx.store.session_factory, ctx.settings.models_dir)
+    rollouts = RolloutLog(ctx.store.session_factory)
     model_id = int(config["model_id"])
     policy = registry.load(model_id)  # ModelIntegrityError: the job fails, naming what is wrong
     info = registry.get(model_id)
@@ -118,10 +130,16 @@ def run_evaluation(ctx: JobContext) -> dict[str, Any]:
                 if ctx.should_stop():  # between rollouts: the group is not saved, a resume rolls it out again
                     raise JobStopped()
 
-            cfg = EvalConfig(task=task, colour=colour, episodes=episodes, seed_base=base, max_steps=config["max_steps"])
+            told = tuple(config["instructions"]) if config.get("instructions") else None
+            cfg = EvalConfig(task=task, colour=colour, episodes=episodes, seed_base=base,
+                             max_steps=config["max_steps"], instructions=told)  # fmt: skip
             report = evaluate_policy(policy, cfg, robot=robot, on_episode=on_episode)
             _write_json(saved, report)
             reports[group] = report
+            # Every rollout of the group in SQL, replacing what an interrupted attempt may have written (idempotent).
+            rollouts.replace_evaluation_group(ctx.id, task, colour, [
+                _rollout_record(e, info, ctx.id, config.get("suite"), ctx.job.created_by) for e in report["per_episode"]
+            ])  # fmt: skip
             ctx.log.info("%s: %d/%d succeeded", group, report["successes"], report["episodes"])
     finally:
         robot.close()
@@ -131,7 +149,7 @@ def run_evaluation(ctx: JobContext) -> dict[str, Any]:
     )
     _write_json(ctx.job_dir / "evaluation.json", {"model": info.label, "seeds": groups, "overall": overall,
                                                   "groups": reports})  # fmt: skip
-    result = {"model_id": model_id, "seeds": groups, "max_steps": config["max_steps"]}
+    result = {"model_id": model_id, "seeds": groups, "max_steps": config["max_steps"], "suite": config.get("suite")}
     result["overall"] = {k: overall.get(k) for k in SUMMARY_KEYS}
     result["per_group"] = {g: {k: r.get(k) for k in SUMMARY_KEYS} for g, r in reports.items()}
     ctx.log.info("%s: %d/%d succeeded overall", info.label, overall["successes"], overall["episodes"])
@@ -146,6 +164,18 @@ def _episode(d: dict):
 
     names = {f.name for f in fields(EpisodeResult)} - {"uncertainties"}
     return EpisodeResult(**{k: d[k] for k in names if k in d})
+
+
+def _rollout_record(e: dict, info, job_id: int, suite: str | None, user: str | None) -> dict:
+    """One evaluation episode (EpisodeResult.to_dict) as a rollout row."""
+    return {
+        "kind": "evaluation", "model_id": info.id, "model_name": info.name, "model_version": info.version,
+        "snapshot_id": info.snapshot_id, "job_id": job_id, "suite": suite, "task": e["task"], "colour": e["colour"],
+        "instruction": e["instruction"], "seed": e["seed"], "operator": user, "duration_s": e["wall_s"],
+        "steps": e["steps"], "auto_success": bool(e["success"]), "uncertainty_mean": e.get("mean_uncertainty"),
+        "uncertainty_max": e.get("max_uncertainty"),
+        "extra": {"grounding_rate": e.get("grounding_rate"), "policy_ms_p95": e.get("policy_ms_p95")},
+    }  # fmt: skip
 
 
 def _write_json(path, data) -> None:

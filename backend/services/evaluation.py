@@ -46,6 +46,8 @@ class EvalConfig:
     max_steps: int | None = None  # None: the sim's max_episode_steps (300 = 10 s at 30 Hz)
     image_size: int | None = None  # render size; None = the policy's image size (cheapest, no resize)
     paraphrase: bool = False  # a seeded random instruction template per episode instead of the canonical one
+    # Templates with {colour}: episode i is told instructions[i % len] (an evaluation suite's held-out wording).
+    instructions: tuple[str, ...] | None = None
     video_dir: Path | None = None
     grounding_camera: str = "front"
     # Batch-1 inference is latency-bound: one torch thread avoids OpenMP threads spinning against the renderer
@@ -150,6 +152,7 @@ def run_episode(
     seed: int,
     max_steps: int,
     paraphrase: bool = False,
+    instruction: str | None = None,
     threshold: float | None = None,
     video_path: Path | None = None,
     grounding_camera: str = "front",
@@ -157,7 +160,8 @@ def run_episode(
     """One closed-loop rollout from the seeded scene; stops at the first step the success predicate holds."""
     task = make_task(task_name, colour=colour)
     observation = robot.reset(seed=seed, task=task)
-    instruction = task.instruction(np.random.default_rng(seed) if paraphrase else None)
+    if instruction is None:
+        instruction = task.instruction(np.random.default_rng(seed) if paraphrase else None)
     cameras = tuple(policy.config.cameras)
     policy.reset()
     uncertainties: list[float] = []
@@ -258,9 +262,10 @@ def evaluate_policy(
         for i in range(cfg.episodes):
             seed = cfg.seed_base + i
             video = Path(cfg.video_dir) / f"{cfg.task}_{cfg.colour}_{seed}.mp4" if cfg.video_dir else None
+            told = cfg.instructions[i % len(cfg.instructions)].format(colour=cfg.colour) if cfg.instructions else None
             result = run_episode(
                 policy, robot, task_name=cfg.task, colour=cfg.colour, seed=seed, max_steps=max_steps,
-                paraphrase=cfg.paraphrase, threshold=threshold, video_path=video,
+                paraphrase=cfg.paraphrase, instruction=told, threshold=threshold, video_path=video,
                 grounding_camera=cfg.grounding_camera,
             )  # fmt: skip
             results.append(result)

@@ -131,37 +131,21 @@ class RolloutLog:
 
         `outcome` may be left out (derived by outcome_of from the two success fields and `aborted`); a model_id
         fills in the model's name, version and snapshot when the record does not carry them."""
-        values = dict(rollout)
-        aborted = bool(values.pop("aborted", False))
-        values.setdefault(
-            "outcome",
-            outcome_of(auto_success=values.get("auto_success"), human_success=values.get("human_success"),
-                       aborted=aborted),
-        )  # fmt: skip
-        if values["outcome"] not in OUTCOMES:
-            raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}, got {values['outcome']!r}")
-        values["kind"] = RolloutKind(values.get("kind", RolloutKind.LIVE))
-        started = values.get("started_at") or utcnow()
-        values["started_at"] = started
-        if values.get("ended_at") is None and values.get("duration_s") is not None:
-            values["ended_at"] = started + timedelta(seconds=float(values["duration_s"]))
-        unknown = sorted(set(values) - set(Rollout.__table__.columns.keys()))
-        if unknown:
-            raise ValueError(f"unknown rollout field(s): {', '.join(unknown)}")
         with session_scope(self._sf) as s:
-            model_id = values.get("model_id")
-            if model_id is not None:
-                model = s.get(RegisteredModel, model_id)
-                if model is None:
-                    values["model_id"] = None  # deleted since: keep the copied name and version
-                else:
-                    values.setdefault("model_name", model.name)
-                    values.setdefault("model_version", model.version)
-                    values.setdefault("snapshot_id", model.snapshot_id)
-            row = Rollout(**values)
+            row = _row(s, rollout)
             s.add(row)
             s.flush()
             return int(row.id)
+
+    def replace_evaluation_group(self, job_id: int, task: str, colour: str, records: list[Mapping[str, Any]]) -> int:
+        """An evaluation job's rollouts of one task and colour, replacing any the job wrote before (a resumed job
+        rolls an unfinished group out again), in one transaction: the log never holds a group twice."""
+        from sqlalchemy import delete
+
+        with session_scope(self._sf) as s:
+            s.execute(delete(Rollout).where(Rollout.job_id == job_id, Rollout.task == task, Rollout.colour == colour))
+            s.add_all([_row(s, r) for r in records])
+        return len(records)
 
     def set_verdict(self, rollout_id: int, *, human_success: bool, failure_reason: str | None = None) -> RolloutInfo:
         """The operator's verdict after the fact (the outcome follows it unless the rollout was aborted)."""
@@ -246,6 +230,35 @@ _ARROW_TYPES = {
     "intervention_frames": pa.int64(), "help_prompts": pa.int64(), "uncertainty_mean": pa.float64(),
     "uncertainty_max": pa.float64(), "episode_id": pa.int64(),
 }  # fmt: skip
+
+
+def _row(s: Session, rollout: Mapping[str, Any]) -> Rollout:
+    values = dict(rollout)
+    aborted = bool(values.pop("aborted", False))
+    values.setdefault(
+        "outcome",
+        outcome_of(auto_success=values.get("auto_success"), human_success=values.get("human_success"), aborted=aborted),
+    )
+    if values["outcome"] not in OUTCOMES:
+        raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}, got {values['outcome']!r}")
+    values["kind"] = RolloutKind(values.get("kind", RolloutKind.LIVE))
+    started = values.get("started_at") or utcnow()
+    values["started_at"] = started
+    if values.get("ended_at") is None and values.get("duration_s") is not None:
+        values["ended_at"] = started + timedelta(seconds=float(values["duration_s"]))
+    unknown = sorted(set(values) - set(Rollout.__table__.columns.keys()))
+    if unknown:
+        raise ValueError(f"unknown rollout field(s): {', '.join(unknown)}")
+    model_id = values.get("model_id")
+    if model_id is not None:
+        model = s.get(RegisteredModel, model_id)
+        if model is None:
+            values["model_id"] = None  # deleted since: keep the copied name and version
+        else:
+            values.setdefault("model_name", model.name)
+            values.setdefault("model_version", model.version)
+            values.setdefault("snapshot_id", model.snapshot_id)
+    return Rollout(**values)
 
 
 def _csv_cell(value: Any) -> Any:

@@ -132,3 +132,49 @@ def test_an_evaluation_resumed_keeps_the_groups_an_earlier_attempt_finished(clie
     green, fresh_green = result["per_group"]["pick/green"], fresh["per_group"]["pick/green"]
     assert (green["successes"], green["episodes"]) == (fresh_green["successes"], 2)  # the same seeds, rolled out
     assert result["overall"]["successes"] == red["successes"] + fresh["per_group"]["pick/green"]["successes"]
+
+
+def test_evaluation_rollouts_land_in_the_rollout_log_once_even_when_resumed(client, app, register) -> None:
+    model = register("pick")
+    job = client.post(f"/api/models/{model.id}/evaluate", json=FAST).json()
+    assert run_queued_jobs(app) == 1
+    rows = client.get("/api/rollouts", params={"job_id": job["id"]}).json()
+    assert rows["count"] == 4
+    assert {(r["colour"], r["seed"]) for r in rows["data"]} == {("red", 100000), ("red", 100001), ("green", 101000),
+                                                                 ("green", 101001)}  # fmt: skip
+    assert {(r["kind"], r["model_name"], r["operator"], r["steps"] <= 5) for r in rows["data"]} == {
+        ("evaluation", "pick", "alice", True)}  # fmt: skip
+    result = client.get(f"/api/jobs/{job['id']}").json()["result"]
+    successes = sum(r["outcome"] == "success" for r in rows["data"])
+    assert successes == result["overall"]["successes"]
+    # Logged again (a resumed attempt re-running a group) replaces, never duplicates.
+    app.state.rollouts.replace_evaluation_group(job["id"], "pick", "red", [])
+    assert client.get("/api/rollouts", params={"job_id": job["id"]}).json()["count"] == 2
+
+
+def test_named_suites_fix_what_is_rolled_out(client, app, register) -> None:
+    from backend.services.eval_suites import NEW_PARAPHRASES, SUITES
+    from backend.sim import list_tasks, make_task
+
+    suites = {s["name"]: s for s in client.get("/api/evaluation-suites").json()}
+    assert set(suites) == set(SUITES) >= {"held-out", "paraphrases"}
+    training = {t for name in list_tasks() for t in make_task(name).instruction_templates}
+    assert not set(NEW_PARAPHRASES) & training  # held-out wording really is new
+    model = register("pick")
+    job = client.post(f"/api/models/{model.id}/evaluate", json={"suite": "paraphrases"}).json()
+    assert job["config"]["suite"] == "paraphrases" and job["config"]["instructions"] == list(NEW_PARAPHRASES)
+    assert job["config"]["seeds"] == {"pick/red": [100000, 20], "pick/green": [101000, 20], "pick/blue": [102000, 20]}
+    r = client.post(f"/api/models/{model.id}/evaluate", json={"suite": "nope"})
+    assert r.status_code == 422 and "held-out" in r.json()["detail"]
+
+
+def test_an_evaluation_told_new_words_uses_them(app, register) -> None:
+    from backend.services.evaluation import EvalConfig, evaluate_policy
+    from vla_core.policies import load_policy
+
+    model = register("pick")
+    told = ("could you lift the {colour} cube", "I need the {colour} cube lifted")
+    report = evaluate_policy(load_policy(model.path), EvalConfig(colour="green", episodes=3, max_steps=2,
+                                                                  instructions=told))  # fmt: skip
+    assert [e["instruction"] for e in report["per_episode"]] == [
+        "could you lift the green cube", "I need the green cube lifted", "could you lift the green cube"]

@@ -24,7 +24,7 @@ from webapp.routers import (
 )
 
 RESOURCE_ROUTERS = [
-    r.router
+    r if isinstance(r, APIRouter) else r.router
     for r in (
         robot,
         policy,
@@ -36,6 +36,7 @@ RESOURCE_ROUTERS = [
         jobs,
         training,
         evaluations,
+        evaluations.suites_router,
         models,
         rollouts,
         auth,

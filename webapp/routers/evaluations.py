@@ -25,7 +25,7 @@ def evaluate_model(
     a task or colour the sim does not know, or a model the sim cannot drive. Nothing is queued on an error."""
     request = EvaluationRequest(
         model_id=model_id, tasks=tuple(body.tasks), colours=tuple(body.colours) if body.colours else None,
-        episodes=body.episodes, seed_bases=body.seed_bases, max_steps=body.max_steps,
+        episodes=body.episodes, seed_bases=body.seed_bases, max_steps=body.max_steps, suite=body.suite,
     )  # fmt: skip
     job = submit_evaluation(jobs, models, request, user=user.name)
     audit(Action.EVALUATION_LAUNCH, "job", job.id, model_id=model_id, seeds=job.config["seeds"])
@@ -36,3 +36,14 @@ def evaluate_model(
 def model_evaluations(model_id: IdPath, models: ModelsDep) -> EvaluationsOut:
     """The model's finished evaluation jobs, newest first."""
     return EvaluationsOut(data=[EvaluationOut.model_validate(e) for e in models.evaluations(model_id)])
+
+
+suites_router = APIRouter(tags=["models"])
+
+
+@suites_router.get("/evaluation-suites")
+def evaluation_suites() -> list[dict]:
+    """The named evaluation suites (backend.services.eval_suites): what each rolls out."""
+    from backend.services.eval_suites import SUITES
+
+    return [s.to_dict() for s in SUITES.values()]

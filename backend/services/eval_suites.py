@@ -1,0 +1,61 @@
+"""Named evaluation suites: fixed task x colour x seed lists (and instructions), so model versions are always
+compared on the same episodes. An evaluation job run with `suite=` rolls out exactly these; its rollouts are
+stored with the suite's name (backend.services.rollout_log), which the metrics and the comparison group by.
+
+- "held-out": the test seeds (100000+ red, 101000+ green, 102000+ blue; disjoint from training scenes and from the
+  validation seeds checkpoint selection uses), the canonical instruction, 20 per colour.
+- "paraphrases": the same scenes, each told with an instruction no training template uses (NEW_PARAPHRASES,
+  cycled over the seeds), to check the policy follows the words rather than one memorised sentence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["NEW_PARAPHRASES", "SUITES", "EvalSuite", "get_suite"]
+
+TEST_SEEDS = {"red": 100_000, "green": 101_000, "blue": 102_000}
+
+# Never among the sim tasks' instruction_templates (the training paraphrases): checked by the tests.
+NEW_PARAPHRASES = (
+    "could you lift the {colour} cube",
+    "the {colour} cube, pick it up please",
+    "get hold of the {colour} cube and raise it up",
+    "I need the {colour} cube lifted",
+)
+
+
+@dataclass(frozen=True)
+class EvalSuite:
+    name: str
+    description: str
+    tasks: tuple[str, ...] = ("pick",)
+    colours: tuple[str, ...] = ("red", "green", "blue")
+    episodes: int = 20  # per task and colour
+    seed_bases: tuple[tuple[str, int], ...] = tuple(TEST_SEEDS.items())
+    instructions: tuple[str, ...] | None = None  # templates with {colour}, episode i takes i % len; None: canonical
+    max_steps: int = 200
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "description": self.description, "tasks": list(self.tasks),
+                "colours": list(self.colours), "episodes": self.episodes, "seed_bases": dict(self.seed_bases),
+                "instructions": list(self.instructions) if self.instructions else None,
+                "max_steps": self.max_steps}  # fmt: skip
+
+
+SUITES: dict[str, EvalSuite] = {
+    s.name: s
+    for s in (
+        EvalSuite("held-out", "test seeds, canonical instruction, 20 rollouts per colour"),
+        EvalSuite("paraphrases", "the held-out scenes told with instructions no training template uses",
+                  instructions=NEW_PARAPHRASES),
+    )  # fmt: skip
+}
+
+
+def get_suite(name: str) -> EvalSuite:
+    """The suite called `name`; ValueError naming the known ones otherwise."""
+    try:
+        return SUITES[name]
+    except KeyError:
+        raise ValueError(f"unknown evaluation suite {name!r}; suites: {', '.join(SUITES)}") from None
