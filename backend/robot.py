@@ -68,3 +68,7 @@ class Robot(Protocol):
 
     def success(self) -> bool:
         """Whether the current task's success predicate holds now."""
+
+    def forward_kinematics(self, action: np.ndarray) -> np.ndarray:
+        """(3,) end-effector position, metres in the base frame, that the joint targets `action` (D_action,) would
+        put the tool at (the safety filter's workspace check). Pure: the robot does not move."""

@@ -5,7 +5,7 @@ lease and the episode recorder. The webapp talks to `RobotSession` only (contrac
 from backend.control.commands import CommandMailbox, Frame, TeleopCommand, parse_command, validate_command
 from backend.control.hub import FrameHub, FrameSubscription, SubscriptionClosed
 from backend.control.lease import DEFAULT_LEASE_TIMEOUT_S, ControlLease, LeaseHeldError, NotControllerError
-from backend.control.safety import SafetyFilter, SafetyResult, sim_forward_kinematics
+from backend.control.safety import SafetyFilter, SafetyResult, robot_forward_kinematics
 from backend.control.session import NoRecordingError, RecordingActiveError, RobotSession, encode_jpeg
 from backend.control.sources import CommandSource, ExpertSource, IdleSource, TeleopSource
 
@@ -31,6 +31,6 @@ __all__ = [
     "TeleopSource",
     "encode_jpeg",
     "parse_command",
-    "sim_forward_kinematics",
+    "robot_forward_kinematics",
     "validate_command",
 ]

@@ -115,25 +115,8 @@ class SafetyFilter:
         return SafetyResult(a.astype(np.float32), tuple(reasons), False)
 
 
-def sim_forward_kinematics(robot) -> ForwardKinematics | None:
-    """FK of the TCP for a MuJoCo SimRobot (a scratch MjData, so the live sim is untouched); None for others."""
-    model = getattr(robot, "model", None)
-    if model is None:
-        return None
-    try:
-        import mujoco
-
-        from backend.sim.mjcf import ARM_JOINTS
-
-        qadr = np.array([model.jnt_qposadr[model.joint(j).id] for j in ARM_JOINTS])
-        site = model.site("tcp").id
-    except Exception:  # not our sim model
-        return None
-    scratch = mujoco.MjData(model)
-
-    def fk(action: np.ndarray) -> np.ndarray:
-        scratch.qpos[qadr] = action[: len(qadr)]
-        mujoco.mj_kinematics(model, scratch)
-        return scratch.site_xpos[site].copy()
-
-    return fk
+def robot_forward_kinematics(robot) -> ForwardKinematics | None:
+    """The robot interface's forward kinematics (backend.robot.Robot.forward_kinematics), or None for a robot that
+    has none (the workspace check is then skipped; joint and speed limits still hold)."""
+    fk = getattr(robot, "forward_kinematics", None)
+    return fk if callable(fk) else None

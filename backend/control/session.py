@@ -53,7 +53,7 @@ from backend.control.lease import DEFAULT_LEASE_TIMEOUT_S, ControlLease
 from backend.control.ratelog import RateLimitedLog
 from backend.control.recording import episode_meta_from_robot
 from backend.control.rollout_tracker import RolloutTracker
-from backend.control.safety import SafetyFilter, sim_forward_kinematics
+from backend.control.safety import SafetyFilter, robot_forward_kinematics
 from backend.control.sources import CommandSource, ExpertSource, IdleSource, TeleopSource
 from vla_core.metrics import NEAREST_RANK, percentile
 
@@ -141,7 +141,7 @@ class RobotSession:
         self.hub = FrameHub()
         self.lease = ControlLease(lease_timeout_s, clock=clock)
         self.mailbox = CommandMailbox()
-        self.safety = SafetyFilter(robot.limits, self.dt, fk=sim_forward_kinematics(robot))
+        self.safety = SafetyFilter(robot.limits, self.dt, fk=robot_forward_kinematics(robot))
         self.teleop = TeleopSource(
             self.mailbox,
             dt=self.dt,

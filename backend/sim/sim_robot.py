@@ -98,6 +98,7 @@ class SimRobot:
         self._arm_act = np.array([m.actuator(j).id for j in ARM_JOINTS])
         self._finger_act = np.array([m.actuator(j).id for j in FINGER_JOINTS])
         self._tcp = m.site("tcp").id
+        self._fk_data: mujoco.MjData | None = None  # forward_kinematics' scratch state, made on first use
         self._travel = cfg.arm.finger_travel
 
         q_low, q_high = m.jnt_range[self._arm_jnt].T.copy()
@@ -290,6 +291,14 @@ class SimRobot:
 
     def success(self) -> bool:
         return bool(self.task is not None and self.task.success(self.physics))
+
+    def forward_kinematics(self, action: np.ndarray) -> np.ndarray:
+        """(3,) TCP position for joint targets `action` (its arm entries), on a scratch MjData: the sim is untouched."""
+        if self._fk_data is None:
+            self._fk_data = mujoco.MjData(self.model)
+        self._fk_data.qpos[self._arm_qadr] = np.asarray(action, dtype=float)[: len(self._arm_qadr)]
+        mujoco.mj_kinematics(self.model, self._fk_data)
+        return self._fk_data.site_xpos[self._tcp].copy()
 
     # ------------------------------------------------------------------ privileged / helpers
     def object_position(self, name: str) -> np.ndarray:

@@ -122,14 +122,18 @@ def test_workspace_violation_is_rejected_unless_it_moves_back():
     assert not back.held and f.counts["workspace"] == 1
 
 
-def test_sim_forward_kinematics_matches_the_robot(camera_robot):
-    from backend.control import sim_forward_kinematics
+def test_forward_kinematics_comes_from_the_robot_interface(camera_robot):
+    from backend.control import robot_forward_kinematics
     from backend.sim import make_task
 
     camera_robot.reset_state(0, make_task("pick", "red"))
-    fk = sim_forward_kinematics(camera_robot)
+    fk = robot_forward_kinematics(camera_robot)
     action = np.append(camera_robot.state()[:6], 0.0)
     np.testing.assert_allclose(fk(action), camera_robot.ee_target().position, atol=1e-4)
+    before = camera_robot.state().copy()
+    fk(action + 0.3)  # pure: the live sim does not move
+    np.testing.assert_array_equal(camera_robot.state(), before)
+    assert robot_forward_kinematics(object()) is None  # a robot without FK: the workspace check is skipped
 
 
 # ---------------------------------------------------------------- lease
