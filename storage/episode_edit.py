@@ -21,7 +21,7 @@ from storage.annotations import AnnotationService
 from storage.episode_meta import EpisodeInfo, EpisodeMeta
 from storage.errors import AnnotationError, ConflictError
 
-__all__ = ["split_episode", "trim_episode"]
+__all__ = ["copy_stretch", "split_episode", "trim_episode"]
 
 
 def _check_live(info: EpisodeInfo, expected_version: int | None) -> None:
@@ -45,14 +45,21 @@ def _clip_segments(segments: list[dict[str, Any]], start: int, end: int) -> list
     return out
 
 
-def _copy_range(store: Any, annotations: AnnotationService, info: EpisodeInfo, start: int, end: int, user: str) -> int:
-    """Record frames [start, end] (inclusive) of `info` as a new episode in the same dataset; returns its id."""
+def _copy_range(
+    store: Any, annotations: AnnotationService, info: EpisodeInfo, start: int, end: int, user: str, kind: str = "cut"
+) -> int:
+    """Record frames [start, end] (inclusive) of `info` as a new episode in the same dataset; returns its id.
+    `kind` ("cut": trim or split, the original trashed; "stretch": a copy beside it) goes into extra.derived_from."""
     table = store.read_table(info.id)
     timestamps = table.column(F.TIMESTAMP).to_numpy()  # (T,) float32 seconds
     states = pc.list_flatten(table.column(F.OBS_STATE)).to_numpy().reshape(info.length, -1)  # (T, S)
     actions = pc.list_flatten(table.column(F.ACTION)).to_numpy().reshape(info.length, -1)  # (T, A)
     videos = {cam.name: store.read_frames(info.id, cam.name) for cam in info.cameras}  # {cam: (T, H, W, 3)}
-    extra = {**info.extra, "derived_from": {"episode_id": info.id, "uid": info.uid, "frames": [start, end]}}
+    # A policy rollout's per-frame actor and intervention flags travel with the frames they describe.
+    actors = table.column(F.ACTOR).to_pylist() if F.ACTOR in table.column_names else [None] * info.length
+    flags = table.column(F.INTERVENTION).to_pylist() if F.INTERVENTION in table.column_names else [None] * info.length
+    derived = {"episode_id": info.id, "uid": info.uid, "frames": [start, end], "kind": kind}
+    extra = {**info.extra, "derived_from": derived}
     meta = EpisodeMeta(
         dataset=info.dataset,
         task=info.task,
@@ -75,6 +82,8 @@ def _copy_range(store: Any, annotations: AnnotationService, info: EpisodeInfo, s
                 state=states[t],
                 action=actions[t],
                 timestamp=float(timestamps[t] - timestamps[start]),
+                actor=actors[t] or None,
+                intervention=flags[t],
             )
         new_id = recorder.save(
             auto_success=info.auto_success if keeps_end else None,
@@ -93,6 +102,18 @@ def _copy_range(store: Any, annotations: AnnotationService, info: EpisodeInfo, s
         changes["failure_reason"] = info.failure_reason
     annotations.edit(new_id, changes, user=user, expected_version=1, action="derive")
     return new_id
+
+
+def copy_stretch(
+    store: Any, annotations: AnnotationService, episode_id: int, start: int, end: int, *, user: str
+) -> int:
+    """Frames [start, end] (inclusive) as a new episode of the same dataset, the original kept (e.g. the corrected
+    stretches of a policy rollout, HG-DAgger style). Returns the new id."""
+    info = store.get_episode(episode_id)
+    _check_live(info, None)
+    if not (isinstance(start, int) and isinstance(end, int)) or not 0 <= start <= end < info.length:
+        raise AnnotationError(f"range {start}-{end} is outside episode {episode_id} (frames 0 to {info.length - 1})")
+    return _copy_range(store, annotations, info, start, end, user, kind="stretch")
 
 
 def trim_episode(

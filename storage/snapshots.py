@@ -129,6 +129,51 @@ class SnapshotService:
                 )
             return _info(snap, [(e.id, e.version) for e in eps])
 
+    def extend(
+        self, name: str, base: int | str, episode_ids: Iterable[int], *, user: str, description: str = ""
+    ) -> SnapshotInfo:
+        """A new snapshot: `base`'s episodes with the annotations frozen in it, then `episode_ids` (live episodes of
+        any dataset, e.g. operators' corrections) with their current annotations. It belongs to base's dataset."""
+        validate_name(name, "snapshot name")
+        if not isinstance(user, str) or not user.strip():
+            raise AnnotationError("user name must not be empty")
+        if len(description) > MAX_DESCRIPTION:
+            raise AnnotationError(f"description is longer than {MAX_DESCRIPTION} characters")
+        extra_ids = list(dict.fromkeys(episode_ids))
+        with self._sf.begin() as session:
+            snap_base = self._snapshot(session, base)
+            kept = session.execute(
+                select(SnapshotEpisode).where(SnapshotEpisode.snapshot_id == snap_base.id)
+                .order_by(SnapshotEpisode.position)
+            ).scalars().all()  # fmt: skip
+            have = {r.episode_id for r in kept}
+            extra_ids = [i for i in extra_ids if i not in have]
+            eps = session.scalars(select(Episode).where(Episode.id.in_(extra_ids), Episode.deleted_at.is_(None))).all()
+            if len(eps) != len(extra_ids):
+                missing = sorted(set(extra_ids) - {e.id for e in eps})
+                raise NotFoundError(f"episodes {missing} are not live episodes")
+            if not eps:
+                raise AnnotationError(f"nothing to add to snapshot {snap_base.name!r}: no new episodes")
+            if session.scalar(select(Snapshot.id).where(Snapshot.name == name)) is not None:
+                raise ConflictError(f"a snapshot named {name!r} exists already (snapshots are immutable)")
+            eps = sorted(eps, key=lambda e: (e.created_at, e.id))
+            snap = Snapshot(
+                name=name, dataset=snap_base.dataset, description=description, created_by=user.strip(),
+                created_at=utcnow(), num_episodes=len(kept) + len(eps),
+                num_frames=snap_base.num_frames + sum(e.length for e in eps),
+            )  # fmt: skip
+            session.add(snap)
+            try:
+                session.flush()
+            except IntegrityError:
+                raise ConflictError(f"a snapshot named {name!r} exists already") from None
+            rows = [(r.episode_id, r.annotation_version, dict(r.annotation)) for r in kept]
+            rows += [(e.id, e.version, frozen_annotation(e)) for e in eps]
+            for position, (episode_id, version, annotation) in enumerate(rows):
+                session.add(SnapshotEpisode(snapshot_id=snap.id, episode_id=episode_id, position=position,
+                                            annotation_version=version, annotation=annotation))  # fmt: skip
+            return _info(snap, [(r[0], r[1]) for r in rows])
+
     def list(self) -> list[SnapshotInfo]:
         with self._sf() as session:
             return [_info(s) for s in session.scalars(select(Snapshot).order_by(Snapshot.id.desc()))]

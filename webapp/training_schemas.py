@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from webapp.schemas import DbId, _In
+from webapp.schemas import DbId, JobOut, SnapshotOut, _In
 
 Preset = Literal["quick", "standard"]
 
@@ -51,3 +51,17 @@ class TrainingJobIn(_In):
 class TrainingPresetsOut(BaseModel):
     presets: dict[str, dict[str, Any]]
     options: list[str]
+
+
+class RetrainIn(_In):
+    """Retrain a model from its corrections (backend.services.retrain)."""
+
+    mode: Literal["whole", "corrected"] = Field(
+        "corrected", description="whole correction takes, or only the stretches the operator drove (HG-DAgger)"
+    )
+    preset: str = Field("quick", max_length=32, description="a training preset (GET /api/training/presets)")
+
+
+class RetrainOut(BaseModel):
+    snapshot: SnapshotOut
+    job: JobOut

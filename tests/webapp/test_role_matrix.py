@@ -18,7 +18,7 @@ from ws_client import next_text
 
 from backend.services.roles import allowed
 from storage.models import Role
-from webapp.permissions import PUBLIC, ROUTE_PERMISSIONS, WEBSOCKET_PERMISSIONS
+from webapp.permissions import PUBLIC, ROBOT_COMMANDS, ROUTE_PERMISSIONS, WEBSOCKET_PERMISSIONS
 from webapp.ws import POLICY_VIOLATION
 from webapp.ws import router as ws_router
 
@@ -108,11 +108,28 @@ def test_models_are_read_by_engineers_managers_admins_and_changed_by_engineers_a
     """Issue 12: promoting, archiving, importing and annotating models is for engineers and admins; operators pick
     no model (rollouts default to the production one), so they do not read the registry either."""
     operations = [(m, p) for m, p in _operations(app) if p.startswith("/api/models")]
-    assert len(operations) == 11  # with evaluate (a job) and evaluations
+    assert len(operations) == 12  # with evaluate (a job), evaluations and retrain (issue 13)
     for method, path in operations:
         who = [r for r in ROLES if allowed(r, ROUTE_PERMISSIONS[(method, path)])]
         expected = ["engineer", "manager", "admin"] if method == "GET" else ["engineer", "admin"]
         assert sorted(who) == sorted(expected), (method, path, who)
+
+
+def test_rollouts_are_read_by_engineers_managers_admins_and_the_policy_is_loaded_by_engineers(app) -> None:
+    """Issue 13: the rollout log is read-only (written by the session and evaluation jobs) and read by whoever reads
+    training; loading a model onto the robot is an engineer's; stepping in is the lease holder's (robot.control)."""
+    rollouts = [(m, p) for m, p in _operations(app) if p.startswith("/api/rollouts")]
+    assert len(rollouts) == 4 and all(m == "GET" for m, _ in rollouts)
+    for method, path in rollouts:
+        assert sorted(r for r in ROLES if allowed(r, ROUTE_PERMISSIONS[(method, path)])) == sorted(
+            ["engineer", "manager", "admin"]), path  # fmt: skip
+    policy = {(m, p): ROUTE_PERMISSIONS[(m, p)] for m, p in _operations(app) if p.startswith("/api/robot/policy")}
+    assert len(policy) == 6
+    for (method, path), permission in policy.items():
+        who = sorted(r for r in ROLES if allowed(r, permission))
+        loading = path == "/api/robot/policy"
+        assert who == sorted(["engineer", "admin"] if loading else ["operator", "engineer", "admin"]), (method, path)
+        assert loading or (method, path) in ROBOT_COMMANDS, f"{path} must belong to the lease holder"
 
 
 def test_jobs_are_read_by_everyone_and_steered_by_all_but_managers(app) -> None:

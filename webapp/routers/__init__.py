@@ -35,6 +35,7 @@ RESOURCE_ROUTERS = [
         exports,
         jobs,
         training,
+        training.retrain_router,
         evaluations,
         evaluations.suites_router,
         models,
