@@ -72,3 +72,8 @@ class Robot(Protocol):
     def forward_kinematics(self, action: np.ndarray) -> np.ndarray:
         """(3,) end-effector position, metres in the base frame, that the joint targets `action` (D_action,) would
         put the tool at (the safety filter's workspace check). Pure: the robot does not move."""
+
+    def project(self, points: np.ndarray, camera: str) -> np.ndarray:
+        """(N, 2) positions of world points (N, 3) in `camera`'s image as fractions of width and height (NaN behind
+        the camera): the console draws the policy's planned path with it. Optional (a robot without calibrated
+        cameras leaves it out and the path is not drawn)."""

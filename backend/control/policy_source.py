@@ -140,6 +140,7 @@ class PolicySource:
         self._closed = False
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
+        self._overlay_cache: tuple[_Prediction, dict] | None = None  # overlay() of the newest prediction
 
     # ------------------------------------------------------------------ CommandSource
     def activate(self, robot, task, instruction: str = "") -> None:
@@ -278,11 +279,15 @@ class PolicySource:
             "last_error": self.last_error,
         }
 
-    def overlay(self) -> dict | None:
-        """The newest prediction's maps for the frame header (None before the first one)."""
+    def overlay(self, robot=None) -> dict | None:
+        """The newest prediction's maps for the frame header (None before the first one). With a `robot` that has
+        forward_kinematics and project (backend.robot.Robot), also the chunk's planned tool path in the front
+        camera as [[x, y], ...] fractions of the image (computed once per prediction)."""
         last = self.last
         if last is None:
             return None
+        if self._overlay_cache is not None and self._overlay_cache[0] is last:
+            return self._overlay_cache[1]
         out = last.output
         maps: dict[str, dict[str, list]] = {}
         for name in OVERLAY_MAPS:
@@ -290,7 +295,7 @@ class PolicySource:
             maps[name] = {cam: _grid(m[0]) for cam, m in per_cam.items()}
         words = (getattr(out, "tokens", None) or [[]])[0]
         token_maps = {cam: [_grid(m) for m in tm[0][: len(words)]] for cam, tm in (out.token_attention or {}).items()}
-        return {
+        overlay = {
             "tick": last.tick,
             "maps": maps,
             "words": list(words),
@@ -299,7 +304,24 @@ class PolicySource:
             "threshold": self.help.threshold,
             # (T, D_action) joint targets + gripper
             "chunk": np.round(np.nan_to_num(np.asarray(out.actions)[0]), 4).tolist(),
+            "path": _planned_path(robot, np.asarray(out.actions)[0]),
         }
+        self._overlay_cache = (last, overlay)
+        return overlay
+
+
+def _planned_path(robot, chunk: np.ndarray, camera: str = "front") -> list[list[float]] | None:
+    """(T, 2) image fractions of the tool position each action of the (T, D_action) chunk would reach, or None
+    when the robot cannot tell (no forward kinematics or camera projection) or the actions are not finite."""
+    fk, project = getattr(robot, "forward_kinematics", None), getattr(robot, "project", None)
+    if not (callable(fk) and callable(project)) or not np.isfinite(chunk).all():
+        return None
+    try:
+        points = np.stack([fk(a) for a in chunk])  # (T, 3) world
+        uv = project(points, camera)  # (T, 2)
+    except Exception:  # a camera the robot does not have: no path
+        return None
+    return [[round(float(x), 4), round(float(y), 4)] if np.isfinite([x, y]).all() else None for x, y in uv]
 
 
 def _grid(values) -> list[list[float]]:

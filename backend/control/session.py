@@ -315,7 +315,7 @@ class RobotSession:
             self._obs = obs
             self._tick += 1
             tick = self._tick
-            overlay = source.overlay() if self._overlays and hasattr(source, "overlay") else None
+            overlay = source.overlay(robot) if self._overlays and hasattr(source, "overlay") else None
         take = self._rec
         if take is not None:
             self._record(take, prev_obs, applied, success, source.name)

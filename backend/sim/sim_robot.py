@@ -292,6 +292,18 @@ class SimRobot:
     def success(self) -> bool:
         return bool(self.task is not None and self.task.success(self.physics))
 
+    def project(self, points: np.ndarray, camera: str = "front") -> np.ndarray:
+        """(N, 2) image positions of world `points` (N, 3) in `camera`, as fractions of its width and height (x
+        right, y down; NaN for points behind the camera): drawing scales them to any display size."""
+        from backend.sim.projection import project_points
+
+        h, w = self.config.image_hw
+        points = np.asarray(points, dtype=float).reshape(-1, 3)
+        uv, in_front = project_points(self.model, self.data, camera, points, h, w)
+        out = uv / np.array([w, h], dtype=float)
+        out[~in_front] = np.nan
+        return out
+
     def forward_kinematics(self, action: np.ndarray) -> np.ndarray:
         """(3,) TCP position for joint targets `action` (its arm entries), on a scratch MjData: the sim is untouched."""
         if self._fk_data is None:

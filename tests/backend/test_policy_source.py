@@ -252,7 +252,7 @@ def test_continue_lets_the_policy_drive_on(session, robot):
 
 
 # ---------------------------------------------------------------- overlays
-def test_frames_carry_the_policy_overlay_while_it_drives(session):
+def test_frames_carry_the_policy_overlay_while_it_drives(session, robot):
     session.set_policy(PolicySource(ScriptedPolicy(scores=[0.25] * 10), model=model_info(threshold=0.5),
                                     asynchronous=False))  # fmt: skip
     frame = session.step()
@@ -267,6 +267,11 @@ def test_frames_carry_the_policy_overlay_while_it_drives(session):
     assert overlay["words"] == session.status()["instruction"].split()
     assert len(overlay["word_maps"]["front"]) == len(overlay["words"]) and len(overlay["chunk"]) == 4
     assert header["status"]["policy"]["model"] == {"id": 7, "name": "pick-test", "version": 2}
+    # The chunk's planned tool path in the front camera: where forward kinematics + projection put each action.
+    path = overlay["path"]
+    assert len(path) == 4 and all(0 <= x <= 1 and 0 <= y <= 1 for x, y in path)
+    expected = robot.project(np.stack([robot.forward_kinematics(a) for a in np.asarray(overlay["chunk"])]), "front")
+    np.testing.assert_allclose(np.asarray(path), expected, atol=1e-3)
     session.set_overlays(False)
     assert session.step().overlay is None
 
