@@ -18,6 +18,11 @@ class Settings(BaseSettings):
     port: int = Field(default=7860, ge=1, le=65535)
     mujoco_gl: Literal["egl", "osmesa", "glfw"] = "egl"
     image_size: int = Field(default=224, ge=32, le=1024, description="Square camera resolution in pixels.")
+    policy_process: bool = Field(
+        default=True,
+        description="Serve a policy loaded onto the robot from a process of its own (its inference then never holds "
+        "the control loop's interpreter lock: bench/bench_policy_loop.py); false runs it on a thread.",
+    )
     control_hz: int = Field(default=30, ge=1, le=500)
     max_body_bytes: int = Field(
         default=1024 * 1024, ge=1024, description="Largest request body; a bigger one gets 413 before it is read."

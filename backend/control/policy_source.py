@@ -257,6 +257,9 @@ class PolicySource:
         if self._thread is not None:
             self._thread.join(timeout=5.0)
             self._thread = None
+        closer = getattr(self.policy, "close", None)
+        if callable(closer):  # a policy served by its own process (backend.control.policy_process)
+            closer()
 
     # ------------------------------------------------------------------ what viewers see
     def status(self) -> dict:

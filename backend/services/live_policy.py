@@ -44,9 +44,11 @@ def install_policy(
     help_k: int = 5,
     ask_for_help: bool = True,
     asynchronous: bool = True,
+    process: bool = True,
     num_threads: int | None = None,
 ) -> PolicySource:
-    """Load `model_id` (None: the newest production model) into `session` as its "policy" source."""
+    """Load `model_id` (None: the newest production model) into `session` as its "policy" source; with `process`
+    (and `asynchronous`) its predictions come from a process of its own (backend.control.policy_process)."""
     if not 1 <= int(help_k) <= MAX_HELP_K:
         raise ValueError(f"help_k must be in 1..{MAX_HELP_K} predictions, got {help_k}")
     if model_id is None:
@@ -71,7 +73,12 @@ def install_policy(
         import torch
 
         torch.set_num_threads(int(num_threads))
-    policy = Policy(model.eval(), path=info.path)
+    if asynchronous and process:
+        from backend.control.policy_process import ProcessPolicy
+
+        policy = ProcessPolicy(info.path, cameras=tuple(model.config.cameras), config=model.config)
+    else:
+        policy = Policy(model.eval(), path=info.path)
     threshold = getattr(model.config, "uncertainty_threshold", None)
     source = PolicySource(
         policy,
