@@ -449,3 +449,25 @@ class Rollout(Base):
     episode_id: Mapped[int | None] = mapped_column(ForeignKey("episodes.id", ondelete="SET NULL"), index=True)
     extra: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
+
+class LearningRule(Base):
+    """Continual learning for one model name, switched on by an engineer: every `every_n` new corrections of the
+    production model queue a retrain from them and an evaluation of parent and child on `suite`; the child replaces
+    the production model only if it beats it there by more than `margin` with 95% confidence (the A/B gate).
+    ``corrections_seen`` is the count at the last trigger; ``last_event`` what happened last and why."""
+
+    __tablename__ = "learning_rules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_name: Mapped[str] = mapped_column(String(NAME_MAX_LEN), unique=True)
+    enabled: Mapped[bool] = mapped_column(default=True)
+    every_n: Mapped[int] = mapped_column(Integer, default=10)
+    mode: Mapped[str] = mapped_column(String(16), default="corrected")
+    suite: Mapped[str] = mapped_column(String(NAME_MAX_LEN), default="held-out")
+    preset: Mapped[str] = mapped_column(String(32), default="quick")
+    margin: Mapped[float] = mapped_column(default=0.0)
+    corrections_seen: Mapped[int] = mapped_column(Integer, default=0)
+    created_by: Mapped[str | None] = mapped_column(String(NAME_MAX_LEN))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_event: Mapped[str | None] = mapped_column(Text)
+

@@ -3,6 +3,7 @@ Gradio UI at /."""
 
 from __future__ import annotations
 
+import logging
 import os
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -13,6 +14,7 @@ from fastapi.staticfiles import StaticFiles
 
 from backend.jobs import JobQueue, load_plugins
 from backend.services.auth import AuthService
+from backend.services.continual import on_rollout
 from backend.services.curation import CurationService
 from backend.services.models import ModelRegistry
 from backend.services.rollout_log import RolloutLog
@@ -27,6 +29,7 @@ from webapp.routers import RESOURCE_ROUTERS, api_router
 from webapp.security import install_browser_guards
 from webapp.ws import router as ws_router
 
+log = logging.getLogger(__name__)
 PLOTLY_JS_DIR = Path(plotly.__file__).resolve().parent / "package_data"  # holds plotly.min.js
 
 
@@ -63,8 +66,17 @@ def create_app(settings: Settings, *, session, store, ui: bool = True, auth: Aut
     )
     app.state.models = ModelRegistry(store.session_factory, settings.models_dir, audit=app.state.auth.audit)
     app.state.rollouts = RolloutLog(store.session_factory)
-    if hasattr(session, "set_rollout_sink"):  # every live policy rollout the session ends lands in SQL
-        session.set_rollout_sink(app.state.rollouts.record)
+
+    def log_rollout(record: dict) -> None:
+        """Every live policy rollout the session ends lands in SQL; a correction may trigger continual learning."""
+        app.state.rollouts.record(record)
+        try:
+            on_rollout(record, curation=app.state.curation, registry=app.state.models, queue=app.state.jobs)
+        except Exception:  # the rollout is logged; a failing rule must not look like a lost rollout
+            log.exception("continual learning could not act on rollout of model %s", record.get("model_id"))
+
+    if hasattr(session, "set_rollout_sink"):
+        session.set_rollout_sink(log_rollout)
     install_error_handlers(app)
     if ui:
         # Anonymous "/" -> /signin; Gradio refuses the rest itself (auth_dependency below).

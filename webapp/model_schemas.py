@@ -4,7 +4,7 @@ comparison and the evaluation jobs of a model (backend.jobs.evaluate)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -100,6 +100,7 @@ class EvaluationOut(BaseModel):
     created_by: str | None
     seeds: dict[str, list[int]] = Field(description='{"pick/red": [first seed, episodes]}')
     max_steps: int | None
+    suite: str | None = Field(None, description="the named evaluation suite it ran, if any")
     overall: dict[str, Any] = Field(description="success_rate, successes, episodes, wilson_95, grounding_rate, ...")
     per_group: dict[str, dict[str, Any]] = Field(description="the same per task/colour")
 
@@ -148,3 +149,28 @@ class ModelNotesIn(_In):
 
 class ModelCurvesOut(BaseModel):
     records: list[dict[str, Any]] = Field(description="the training's metrics.jsonl copied with the model")
+
+
+class LearningRuleIn(_In):
+    """Continual learning for a model name (backend.services.continual)."""
+
+    enabled: bool = True
+    every_n: int = Field(10, ge=1, le=10_000, description="new corrections of the production model per retrain")
+    mode: Literal["whole", "corrected"] = "corrected"
+    suite: str = Field("held-out", max_length=64, description="where the A/B gate compares parent and child")
+    preset: str = Field("quick", max_length=32)
+    margin: float = Field(0.0, ge=0.0, lt=1.0, description="how far above the parent the interval must lie")
+
+
+class LearningRuleOut(BaseModel):
+    model_name: str
+    enabled: bool
+    every_n: int
+    mode: str
+    suite: str
+    preset: str
+    margin: float
+    corrections_seen: int
+    created_by: str | None
+    updated_at: datetime
+    last_event: str | None = Field(None, description="what the rule did last, and why")

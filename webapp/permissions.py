@@ -89,6 +89,8 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Permission | str] = {
     ("POST", "/api/models/{model_id}/evaluate"): P.TRAINING_WRITE,  # an evaluation job (followed under /api/jobs)
     ("GET", "/api/models/{model_id}/evaluations"): P.TRAINING_READ,
     ("GET", "/api/evaluation-suites"): P.TRAINING_READ,
+    ("GET", "/api/learning-rules/{model_name}"): P.TRAINING_READ,
+    ("PUT", "/api/learning-rules/{model_name}"): P.TRAINING_WRITE,  # continual learning on/off (audited)
     ("POST", "/api/models/{model_id}/retrain"): P.TRAINING_WRITE,  # a snapshot + a fine-tuning job (audited)
     # every policy rollout with its outcome (read-only: written by the session and evaluation jobs)
     ("GET", "/api/rollouts"): P.TRAINING_READ,

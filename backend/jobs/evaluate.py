@@ -40,6 +40,7 @@ class EvaluationRequest:
     seed_bases: dict[str, int] | None = None
     max_steps: int = 200
     suite: str | None = None  # a named suite (backend.services.eval_suites) fixes all of the above
+    gate: dict[str, Any] | None = None  # continual learning's A/B gate, decided when this job ends (services.continual)
 
 
 def submit_evaluation(queue: JobQueue, registry: Any, request: EvaluationRequest, *, user: str) -> JobInfo:
@@ -56,7 +57,7 @@ def submit_evaluation(queue: JobQueue, registry: Any, request: EvaluationRequest
         suite = get_suite(request.suite)  # ValueError naming the known suites
         request = EvaluationRequest(model_id=request.model_id, tasks=suite.tasks, colours=suite.colours,
                                     episodes=suite.episodes, seed_bases=dict(suite.seed_bases),
-                                    max_steps=suite.max_steps, suite=suite.name)  # fmt: skip
+                                    max_steps=suite.max_steps, suite=suite.name, gate=request.gate)  # fmt: skip
         instructions = list(suite.instructions) if suite.instructions else None
     info = registry.get(request.model_id)
     problems = registry.verify(request.model_id)
@@ -87,6 +88,8 @@ def submit_evaluation(queue: JobQueue, registry: Any, request: EvaluationRequest
     seeds = {f"{t}/{c}": [bases[c], request.episodes] for t in tasks for c in colours}
     config = {"model_id": info.id, "model": info.label, "seeds": seeds, "max_steps": int(request.max_steps),
               "suite": request.suite, "instructions": instructions}  # fmt: skip
+    if request.gate is not None:
+        config["gate"] = dict(request.gate)
     return queue.submit(KIND, config, user)
 
 
@@ -153,6 +156,13 @@ def run_evaluation(ctx: JobContext) -> dict[str, Any]:
     result["overall"] = {k: overall.get(k) for k in SUMMARY_KEYS}
     result["per_group"] = {g: {k: r.get(k) for k in SUMMARY_KEYS} for g, r in reports.items()}
     ctx.log.info("%s: %d/%d succeeded overall", info.label, overall["successes"], overall["episodes"])
+    if config.get("gate"):  # the second of the gate's two evaluations to finish decides (see services.continual)
+        from backend.services.continual import decide
+
+        result["gate"] = decide(config["gate"], registry=registry, session_factory=ctx.store.session_factory,
+                                pending={model_id: result})  # fmt: skip
+        if result["gate"] is not None:
+            ctx.log.info("A/B gate: %s", result["gate"]["reason"])
     return result
 
 

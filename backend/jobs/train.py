@@ -56,6 +56,7 @@ class TrainingRequest:
     select: bool = True
     select_episodes: int | None = None
     nproc_per_node: int = 1  # > 1: the worker runs the job as that many DDP ranks (torchrun) on its machine
+    after: dict[str, Any] | None = None  # what follows the registered model, e.g. {"gate": ...} (services.continual)
 
 
 def submit_training(queue: JobQueue, snapshots: Any, registry: Any, request: TrainingRequest, *, user: str) -> JobInfo:
@@ -103,6 +104,8 @@ def submit_training(queue: JobQueue, snapshots: Any, registry: Any, request: Tra
         "nproc_per_node": int(request.nproc_per_node),
         "options": {"minutes": preset["minutes"], **options},
     }
+    if request.after:
+        config["after"] = dict(request.after)
     if "steps" in request.options and "minutes" not in request.options:
         config["options"].pop("minutes")  # a step count replaces the preset's time budget
     # Every value checked now, so a bad one is a clear 4xx and nothing is queued (the folder is not touched here).
@@ -198,7 +201,25 @@ def run_training(ctx: JobContext) -> dict[str, Any]:
         snapshot_id=config["snapshot_id"], job_id=ctx.id,
     )  # fmt: skip
     ctx.log.info("registered %s (step %d, chosen by %s)", model.label, step, rule)
-    return {"model_id": model.id, "name": model.name, "version": model.version, "step": step, "rule": rule}
+    result = {"model_id": model.id, "name": model.name, "version": model.version, "step": step, "rule": rule}
+    gate = (config.get("after") or {}).get("gate")
+    if gate is not None:  # continual learning: evaluate parent and child on the suite; the A/B gate decides then
+        jobs = queue_gate_evaluations(JobQueue(ctx.store.session_factory, data_dir=ctx.settings.data_dir), registry,
+                                      {**gate, "child_id": model.id}, user=ctx.job.created_by)  # fmt: skip
+        result["gate_evaluations"] = jobs
+        ctx.log.info("queued the A/B gate's evaluation job(s) %s on suite %s", jobs, gate["suite"])
+    return result
+
+
+def queue_gate_evaluations(queue: JobQueue, registry: Any, gate: dict[str, Any], *, user: str | None) -> list[int]:
+    """The evaluation jobs the A/B gate needs: the child's on the suite, and the parent's unless it has one."""
+    from backend.jobs.evaluate import EvaluationRequest, submit_evaluation
+
+    wanted = [gate["child_id"]]
+    if not any(e.get("suite") == gate["suite"] for e in registry.evaluations(gate["parent_id"])):
+        wanted.append(gate["parent_id"])
+    return [submit_evaluation(queue, registry, EvaluationRequest(model_id=m, suite=gate["suite"], gate=gate),
+                              user=user or "continual-learning").id for m in wanted]  # fmt: skip
 
 
 def run_ranks(ctx: JobContext, nproc: int, on_log) -> tuple[int, str]:

@@ -55,6 +55,7 @@ class Action(enum.StrEnum):
     POLICY_LOAD = "policy.load"
     POLICY_UNLOAD = "policy.unload"
     POLICY_TAKEOVER = "policy.takeover"
+    LEARNING_RULE_SET = "learning_rule.set"
     USER_ADD = "user.add"
     USER_DISABLE = "user.disable"
     USER_ENABLE = "user.enable"

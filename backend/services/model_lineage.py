@@ -81,8 +81,9 @@ def evaluations_of(session_factory: sessionmaker[Session], model_id: int, *, lim
             result = job.result or {}
             if result.get("model_id") != model_id:
                 continue
+            keys = ("seeds", "max_steps", "overall", "per_group", "suite")
             out.append({"job_id": job.id, "finished_at": job.finished_at, "created_by": job.created_by,
-                        **{k: result.get(k) for k in ("seeds", "max_steps", "overall", "per_group")}})  # fmt: skip
+                        **{k: result.get(k) for k in keys}})  # fmt: skip
             if len(out) >= limit:
                 break
     return out

@@ -64,6 +64,7 @@ def launch_retrain(
     mode: str = "corrected",
     preset: str = "quick",
     user: str,
+    after: dict[str, Any] | None = None,
 ) -> tuple[Any, Any]:
     """Build the snapshot (parent's snapshot + corrections) and queue the fine-tuning job; returns both.
     NotFoundError: unknown model, or one without a training snapshot; ValueError: a bad mode, no corrections."""
@@ -96,6 +97,7 @@ def launch_retrain(
         name, parent.snapshot_id, episode_ids, user=user,
         description=f"{parent.label}'s training snapshot + {len(takes)} correction take(s), mode {mode}",
     )  # fmt: skip
-    request = TrainingRequest(snapshot=snapshot.id, preset=preset, base_model=parent.id, model_name=parent.name)
+    request = TrainingRequest(snapshot=snapshot.id, preset=preset, base_model=parent.id, model_name=parent.name,
+                              after=after)  # fmt: skip
     job = submit_training(queue, curation.snapshots, registry, request, user=user)
     return snapshot, job

@@ -4,13 +4,15 @@ admins) and audited; the job is followed, cancelled and retried under /api/jobs.
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Request
 
 from backend.jobs.evaluate import EvaluationRequest, submit_evaluation
 from backend.services.audit import Action
 from webapp.deps import AuditDep, CurrentUserDep, JobsDep, ModelsDep
 from webapp.errors import EvaluationLaunchRoute, error_responses
-from webapp.model_schemas import EvaluationIn, EvaluationOut, EvaluationsOut
+from webapp.model_schemas import EvaluationIn, EvaluationOut, EvaluationsOut, LearningRuleIn, LearningRuleOut
 from webapp.schemas import IdPath, JobOut
 
 router = APIRouter(prefix="/models", tags=["models"], route_class=EvaluationLaunchRoute)
@@ -47,3 +49,30 @@ def evaluation_suites() -> list[dict]:
     from backend.services.eval_suites import SUITES
 
     return [s.to_dict() for s in SUITES.values()]
+
+
+@suites_router.get("/learning-rules/{model_name}", responses=error_responses(404))
+def learning_rule(model_name: Annotated[str, Path(max_length=64)], request: Request) -> LearningRuleOut:
+    """The continual-learning rule of a model name and what it did last."""
+    from backend.services.continual import LearningRules
+
+    return LearningRuleOut.model_validate(LearningRules(request.app.state.store.session_factory).get(model_name),
+                                          from_attributes=True)  # fmt: skip
+
+
+@suites_router.put("/learning-rules/{model_name}")
+def set_learning_rule(
+    model_name: Annotated[str, Path(max_length=64)], body: LearningRuleIn, request: Request, user: CurrentUserDep,
+    audit: AuditDep,
+) -> LearningRuleOut:  # fmt: skip
+    """Switch continual learning on or off for a model name: every `every_n` corrections of its production model
+    queue a retrain and the A/B gate on `suite` (the child is promoted only if it wins there by the margin)."""
+    from backend.services.continual import LearningRules
+
+    try:
+        rule = LearningRules(request.app.state.store.session_factory).set(model_name, user=user.name,
+                                                                          **body.model_dump())  # fmt: skip
+    except ValueError as error:
+        raise HTTPException(422, str(error)) from None
+    audit(Action.LEARNING_RULE_SET, f"model:{model_name}", **body.model_dump())
+    return LearningRuleOut.model_validate(rule, from_attributes=True)
