@@ -54,6 +54,7 @@ from backend.control.ratelog import RateLimitedLog
 from backend.control.recording import episode_meta_from_robot
 from backend.control.rollout_tracker import RolloutTracker
 from backend.control.safety import SafetyFilter, robot_forward_kinematics
+from backend.control.session_policy import PolicyControl
 from backend.control.sources import CommandSource, ExpertSource, IdleSource, TeleopSource
 from vla_core.metrics import NEAREST_RANK, percentile
 
@@ -94,7 +95,7 @@ class _Take:
     last_actor: str | None = None
 
 
-class RobotSession:
+class RobotSession(PolicyControl):
     """Owns one robot, its 30 Hz loop thread, the frame hub, the control lease and the recorder."""
 
     def __init__(
@@ -557,98 +558,6 @@ class RobotSession:
         if source.name in self._sources:
             raise ValueError(f"a source named {source.name!r} exists")
         self._sources[source.name] = source
-
-    # ================================================================== the policy, asking for help, taking over
-    def set_policy(self, source) -> None:
-        """Install `source` (a PolicySource, or None to remove it) as the "policy" source; the previous one is
-        closed. If the old policy was driving, the arm holds (idle) until the new one is started."""
-        self._end_rollout("unloaded")
-        with self._robot_lock:
-            old = self._sources.pop("policy", None)
-            if old is not None and self._source is old:
-                old.deactivate()
-                self._source = self._sources["idle"]
-            if source is not None:
-                if source.name != "policy":
-                    raise ValueError(f"a policy source must be named 'policy', got {source.name!r}")
-                self._sources["policy"] = source
-        if old is not None and hasattr(old, "close"):
-            old.close()
-        self._event("policy removed" if source is None else f"policy loaded: {source.model.name}")
-
-    @property
-    def policy(self):
-        """The installed PolicySource, or None."""
-        return self._sources.get("policy")
-
-    def take_over(self) -> None:
-        """The operator takes over from the policy (within one tick); a take in progress goes on recording, its
-        frames from now flagged `intervention` until the policy gets control back (`hand_back`)."""
-        if self._source.name != "policy" and not (self.policy is not None and self._source.name == "idle"):
-            raise ValueError(f"the policy is not driving (source {self._source.name!r}); nothing to take over")
-        self.set_source("teleop")
-        self.mailbox.clear()  # the operator starts from a standstill, not from a stale command
-        self._event("operator took over from the policy")
-
-    def hand_back(self) -> None:
-        """Give control back to the policy after a takeover: it predicts afresh from the current observation."""
-        policy = self.policy
-        if policy is None:
-            raise ValueError("no policy is loaded")
-        self.set_source("policy")
-        policy.resume()
-        self._event("control handed back to the policy")
-
-    def continue_policy(self) -> None:
-        """Answer a request for help with 'continue': the policy drives on (and may ask again)."""
-        policy = self.policy
-        if policy is None or not policy.help.asking:
-            raise ValueError("the policy is not asking for help")
-        policy.resume()
-        self._event("operator let the policy continue")
-
-    def set_overlays(self, enabled: bool) -> None:
-        self._overlays = bool(enabled)
-
-    # ================================================================== the rollout log
-    def set_rollout_sink(self, sink) -> None:
-        """`sink(record)` stores each ended live rollout (backend.services.rollout_log.RolloutLog.record)."""
-        self._rollouts.sink = sink
-
-    def _rollout_scene(self) -> dict:
-        holder = self.lease.holder
-        policy = self.policy
-        return {
-            "model": dict(policy.status()["model"]) if policy is not None else {},
-            "task": self._task.name,
-            "colour": getattr(self._task, "colour", None),
-            "instruction": self._instruction,
-            "seed": self._seed,
-            "operator": holder.operator if holder else None,
-        }
-
-    def _end_rollout(self, ended_by: str, **kwargs) -> None:
-        """End the live rollout (if one runs) and hand its record to the sink: here, or on the save thread when
-        called from the loop thread (a database write takes longer than a tick)."""
-        policy = self.policy
-        record = self._rollouts.end(now=self.clock(), policy_status=policy.status() if policy else None,
-                                    ended_by=ended_by, **kwargs)  # fmt: skip
-        sink = self._rollouts.sink
-        if record is None or sink is None:
-            return
-        if threading.current_thread() is self._thread:
-            if self._saver is None:
-                self._saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="episode-save")
-            self._saver.submit(self._store_rollout, sink, record)
-        else:
-            self._store_rollout(sink, record)
-
-    def _store_rollout(self, sink, record: dict) -> None:
-        try:
-            sink(record)
-        except Exception as exc:  # the rollout is lost from the log, not the robot: say so
-            self._error(f"logging the rollout failed: {exc!r}")
-            log.exception("logging the rollout failed")
 
     def _activate(self, source: CommandSource) -> None:
         source.activate(self.robot, self._task, self._instruction)
