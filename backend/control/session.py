@@ -16,6 +16,9 @@ Threads: the loop thread owns the robot; other threads (web requests) touch it o
 loop holds for the apply + render part of a tick, so a reset or a source switch waits at most one tick. JPEG
 encoding, status and publishing happen outside it.
 
+The policy side (installing a policy source, take over / hand back / continue, overlays, the live rollout handed to
+the rollout log) is the PolicyControl mixin in backend/control/session_policy.py.
+
 Policies chosen here (documented for the webapp):
 - `command()` from the lease holder while the source is "idle" switches to "teleop"; while the expert (or a
   policy) drives, commands are accepted but not applied until `set_source("teleop")`.
