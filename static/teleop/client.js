@@ -1,9 +1,11 @@
 // The console's WebSocket client for /ws/teleop (protocol: webapp/ws.py's docstring): the lease messages, and the
-// binary frames (a JSON header, then one JPEG per camera) drawn onto one canvas per camera, newest first.
+// binary frames (a JSON header, then one JPEG per camera) drawn onto one canvas per camera, newest first, with the
+// policy's overlay (header.overlay, while a policy drives) over them.
 
 import { h } from "../common/dom.js";
 import { countEpisode } from "./controls.js";
 import { render } from "./hud.js";
+import { noteOverlay, overlayCanvas, paintOverlay } from "./overlay.js";
 import { S, say } from "./state.js";
 
 export function send(obj) {
@@ -42,7 +44,9 @@ export function toggleControl() {
 export function ensureCanvas(name) {
   if (!S.el.canvases[name]) {
     const c = h("canvas", { id: `vla-cam-${name}`, class: "vla-cam", width: 224, height: 224 });
-    S.el.cams.append(h("figure", {}, c, h("figcaption", {}, name)));
+    // The policy's heatmap (overlay.js) lies over the image; clicks go through it to the camera's canvas.
+    S.el.cams.append(h("figure", {}, h("div", { class: "vla-camwrap" }, c, overlayCanvas(name)),
+                       h("figcaption", {}, name)));
     S.el.canvases[name] = c;
   }
   return S.el.canvases[name];
@@ -56,6 +60,7 @@ function onFrame(buf) { // [u32 header length][JSON header][JPEG per camera, len
   S.status = header.status || {};
   S.state = header.state;
   S.tick = header.tick;
+  noteOverlay(header.overlay); // every header: the uncertainty chart gets each prediction, drawn or not
   if (!S.el.cams) return; // the socket can open before Gradio has rendered the console's container
   if (S.decoding) S.pending = header; // draw only the newest; what is replaced here counts as dropped
   else draw(header);
@@ -77,6 +82,7 @@ async function draw(f) {
       });
     });
     await Promise.all(jobs);
+    paintOverlay(f);
     framePainted(f);
   } catch (e) {
     say(`frame: ${e.message}`, true);

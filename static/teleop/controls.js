@@ -9,7 +9,7 @@ import { S, say } from "./state.js";
 export let TASKS = []; // [{name, colours, templates}] from /api/robot/tasks
 
 /** POST /api/robot/<path>: the reply, or null once the error is on screen. */
-async function robot(path, body) {
+export async function robot(path, body) {
   try {
     return await api("POST", `robot/${path}`, body);
   } catch (e) {

@@ -1,8 +1,11 @@
 // The console's read-outs, redrawn ten times a second: lease and e-stop badges, recording, the task's success, and
-// the HUD (stream rate, command→frame latency, source, state vector).
+// the HUD (stream rate, command→frame latency, source, state vector, the policy's latency and chunk age,
+// interventions), the Policy panel and the uncertainty chart.
 
 import { fillInstructions, TASKS } from "./controls.js";
 import { speed } from "./input.js";
+import { drawChart } from "./overlay.js";
+import { renderPolicy } from "./policy.js";
 import { percentile, S } from "./state.js";
 
 const ms = (x) => (x == null ? "—" : `${x.toFixed(0)} ms`);
@@ -41,6 +44,23 @@ export function render() {
     `instruction ${st.instruction ?? "—"}`,
     `state       ${state}`,
     `rejected    ${(st.counters || {}).rejected ?? 0}`,
+    ...policyLines(st.policy),
+    `interventions ${rec.interventions ?? 0} in this take (${rec.intervention_frames ?? 0} frames)`,
   ].join("\n");
   E.hud.dataset.state = JSON.stringify(S.state || []);
+  renderPolicy();
+  drawChart();
+}
+
+function policyLines(p) {
+  if (!p) return ["policy      none loaded"];
+  const m = p.model, num = (x) => (x == null ? "—" : x.toFixed(4));
+  return [
+    `policy      ${m.name} v${m.version ?? "?"}   p50 ${ms(p.latency_ms_p50)}  p95 ${ms(p.latency_ms_p95)}   ` +
+      `chunk age ${p.chunk_age_ticks ?? "—"} ticks`,
+    `uncertainty ${num(p.uncertainty)}  mean ${num(p.uncertainty_mean)}  max ${num(p.uncertainty_max)}  ` +
+      `threshold ${num(p.threshold)}`,
+    `help        ${p.help.asking ? "ASKING" : "not asking"}   asked ${p.help.prompts}× (after ${p.help.k} in a row)` +
+      `   predictions ${p.predictions}   errors ${p.errors}`,
+  ];
 }

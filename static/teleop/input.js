@@ -5,6 +5,7 @@ import { isTyping } from "../common/dom.js";
 import { showing } from "../common/mount.js";
 import { send, toggleControl } from "./client.js";
 import { record, setEstop } from "./controls.js";
+import { handBack, takeOver } from "./policy.js";
 import { S } from "./state.js";
 
 export const HZ = 30;
@@ -25,6 +26,8 @@ export const ACTION_KEYS = {
   Backspace: null, // same as X (listed once)
   KeyT: ["T", "re-record (same scene)", () => record("restart")],
   KeyC: ["C", "take / release control", () => toggleControl()],
+  KeyO: ["O", "take over from the policy", () => takeOver()],
+  KeyP: ["P", "hand back to the policy after a takeover", () => handBack()],
   Escape: ["Esc", "E-STOP (click the button to release)", () => setEstop(true)],
 };
 export const EXTRA_KEYS = [["Shift (hold)", "slow mode (¼ speed)"], ["1 … 9", "speed scale 11 % … 100 %"]];

@@ -1,7 +1,7 @@
 // VLA Dashboard teleop console: live cameras and commands over /ws/teleop, recording and scene controls over
 // /api/robot. Builds itself inside #vla-teleop (a gr.HTML in the Teleop tab, webapp/ui.py).
 // Modules: state (window.vlaTeleop), client (WebSocket, frames), input (keys, pad, gamepad, 30 Hz commands),
-// controls (REST), hud (read-outs).
+// controls (REST), hud (read-outs), policy (the Policy panel, asking for help), overlay (heatmaps, words, uncertainty).
 
 import { button, h } from "../common/dom.js";
 import { can, reason, whenSignedIn } from "../common/identity.js";
@@ -10,6 +10,8 @@ import { connect, toggleControl } from "./client.js";
 import { loadTasks, fillInstructions, record, resetScene, setAutoStop, setEstop } from "./controls.js";
 import { render } from "./hud.js";
 import { ACTION_KEYS, EXTRA_KEYS, holdPad, listen, MOVE_KEYS, PAD_BUTTONS, toggleGripper } from "./input.js";
+import { buildOverlay } from "./overlay.js";
+import { buildPolicy, loadModels, showPolicyRole } from "./policy.js";
 import { S, say } from "./state.js";
 
 function build(root) {
@@ -59,6 +61,9 @@ function build(root) {
   }
   pad.append(button("◉ gripper", toggleGripper, { class: "vla-padbtn", id: "vla-pad-gripper" }));
 
+  const [policyRow, helpBanner] = buildPolicy(E);
+  const overlayRow = buildOverlay(E);
+
   const keymap = h("table", { id: "vla-keymap", class: "vla-keymap" });
   const rows = [...Object.values(MOVE_KEYS).map(([, , k, what]) => [k, what]),
                 ...Object.values(ACTION_KEYS).filter(Boolean).map(([k, what]) => [k, what]), ...EXTRA_KEYS];
@@ -69,9 +74,12 @@ function build(root) {
     h("div", { class: "vla-row" }, "Task ", E.task, E.colour, E.instruction, E.custom, E.seed, E.reset),
     h("div", { class: "vla-row" }, "Dataset ", E.dataset, ...recButtons,
       h("label", {}, E.autostop, " stop on success"), E.recinfo, E.counter),
+    policyRow,
+    helpBanner,
     h("div", { class: "vla-main" },
-      h("div", {}, E.cams, E.msg),
-      h("div", { class: "vla-side" }, E.hud, h("div", { class: "vla-row" }, "Speed ", E.speed, E.speedLabel), pad,
+      h("div", {}, overlayRow, E.words, E.cams, E.msg),
+      h("div", { class: "vla-side" }, E.hud, E.chart, E.chartLabel,
+        h("div", { class: "vla-row" }, "Speed ", E.speed, E.speedLabel), pad,
         h("details", { open: true }, h("summary", {}, "Keymap (keys act when no text box has focus)"), keymap))),
   );
   loadTasks();
@@ -86,8 +94,9 @@ function showRole() {
     el.disabled = !allowed;
     el.title = allowed ? "" : reason("drive the robot");
   }
+  showPolicyRole();
 }
-mount("vla-teleop", { build });
+mount("vla-teleop", { build, shown: loadModels }); // models registered meanwhile appear when the tab comes back
 listen();
 setInterval(render, 100);
 connect();

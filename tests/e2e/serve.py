@@ -289,3 +289,26 @@ def record_episodes(server: Server, n: int, *, seconds: float = 1.0, operator: s
     finally:
         lease.close()
     return ids
+
+
+def import_model(server: Server, folder: Path, name: str, *, user: str = "admin") -> dict:
+    """Register a save_pretrained `folder` on the server as the next version of `name`, as the Models page does:
+    packed as a .tar.gz (its files at the archive's top) and sent as the body of POST /api/models/import."""
+    import io
+    import tarfile
+    import urllib.parse
+
+    packed = io.BytesIO()
+    with tarfile.open(fileobj=packed, mode="w:gz") as tar:
+        for path in sorted(Path(folder).rglob("*")):
+            if path.is_file():
+                tar.add(path, arcname=path.relative_to(folder).as_posix())
+    client = server.client(user)
+    req = urllib.request.Request(
+        f"{server.url}/api/models/import?{urllib.parse.urlencode({'name': name})}",
+        data=packed.getvalue(),
+        method="POST",
+        headers={"Content-Type": "application/gzip", "X-CSRF-Token": client.cookie("vla_csrf")},
+    )
+    with client._opener.open(req, timeout=60) as r:  # the session cookie from the client's jar
+        return json.loads(r.read())
