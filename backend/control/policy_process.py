@@ -11,7 +11,8 @@ thread blocks in `recv`, which releases the GIL.
     policy.close()
 
 The child loads the folder with vla_core.policies.base.load_policy (one torch thread: batch-1 inference is
-latency-bound) and exits when the pipe closes, so a killed parent leaves no orphan behind.
+latency-bound), runs at a lower priority than the loop (nice 10: when the machine is busy, a chunk arrives later
+rather than a tick), and exits when the pipe closes, so a killed parent leaves no orphan behind.
 """
 
 from __future__ import annotations
@@ -25,15 +26,20 @@ from typing import Any
 __all__ = ["PolicyProcessError", "ProcessPolicy"]
 
 START_TIMEOUT_S = 120.0  # spawn + import torch + load the model, on a busy 2-core machine
+NICE = 10  # the server process's lower priority: on a busy machine the loop gets the CPU first
 
 
 class PolicyProcessError(RuntimeError):
     """The policy process failed to start, or died."""
 
 
-def _serve(conn, model_dir: str, threads: int) -> None:
+def _serve(conn, model_dir: str, threads: int, nice: int) -> None:
+    import os
+
     import torch
 
+    if nice:
+        os.nice(nice)  # the control loop wins the CPU over inference: a late chunk is fine, a late tick is not
     from vla_core.policies.base import load_policy
 
     torch.set_num_threads(threads)
@@ -60,12 +66,12 @@ class ProcessPolicy:
     """`predict(batch, instruction)` answered by a child process that holds the model (see the module docstring).
     `config` is the model's config (chunk size, ensembling) as the parent read it; `cameras` its cameras."""
 
-    def __init__(self, model_dir: str | Path, *, cameras, config, threads: int = 1) -> None:
+    def __init__(self, model_dir: str | Path, *, cameras, config, threads: int = 1, nice: int = NICE) -> None:
         self.cameras = tuple(cameras)
         self.model = SimpleNamespace(config=config)
         ctx = mp.get_context("spawn")
         self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_serve, args=(child, str(model_dir), int(threads)), daemon=True,
+        self._proc = ctx.Process(target=_serve, args=(child, str(model_dir), int(threads), int(nice)), daemon=True,
                                  name="policy-server")  # fmt: skip
         self._proc.start()
         child.close()
