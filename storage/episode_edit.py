@@ -58,6 +58,7 @@ def _copy_range(
     # A policy rollout's per-frame actor and intervention flags travel with the frames they describe.
     actors = table.column(F.ACTOR).to_pylist() if F.ACTOR in table.column_names else [None] * info.length
     flags = table.column(F.INTERVENTION).to_pylist() if F.INTERVENTION in table.column_names else [None] * info.length
+    scores = table.column(F.UNCERTAINTY).to_pylist() if F.UNCERTAINTY in table.column_names else [None] * info.length
     derived = {"episode_id": info.id, "uid": info.uid, "frames": [start, end], "kind": kind}
     extra = {**info.extra, "derived_from": derived}
     meta = EpisodeMeta(
@@ -84,6 +85,7 @@ def _copy_range(
                 timestamp=float(timestamps[t] - timestamps[start]),
                 actor=actors[t] or None,
                 intervention=flags[t],
+                uncertainty=scores[t],
             )
         new_id = recorder.save(
             auto_success=info.auto_success if keeps_end else None,

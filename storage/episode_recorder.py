@@ -68,6 +68,7 @@ class EpisodeRecorder:
         self._timestamps: list[float] = []
         self._actors: list[str | None] = []
         self._interventions: list[bool] = []
+        self._uncertainty: list[float] = []
         self._status = "recording"  # -> saved | discarded | failed
         self._failure: BaseException | None = None
         self._lock = threading.Lock()
@@ -169,11 +170,13 @@ class EpisodeRecorder:
         timestamp: float | None = None,
         actor: str | None = None,
         intervention: bool | None = None,
+        uncertainty: float | None = None,
     ) -> None:
         """Append one step. images: {camera: (H, W, 3) uint8}; state/action: (len(names),) finite numbers.
 
         actor / intervention (policy rollouts): which command source produced the action and whether it was an
-        operator taking over from the policy; stored as per-step columns once any step of the take sets them.
+        operator taking over from the policy; uncertainty: the driving policy's score for this step. Stored as
+        per-step columns once any step of the take sets them.
 
         Everything is checked before anything is stored: a ValueError leaves the take as it was.
         """
@@ -219,6 +222,7 @@ class EpisodeRecorder:
             self._timestamps.append(ts)
             self._actors.append(actor)
             self._interventions.append(bool(intervention))
+            self._uncertainty.append(float("nan") if uncertainty is None else float(uncertainty))
 
     def _table(self) -> pa.Table:
         n = self.num_frames
@@ -235,6 +239,7 @@ class EpisodeRecorder:
         if any(a is not None for a in self._actors):
             table = table.append_column(features.ACTOR, pa.array([a or "" for a in self._actors], pa.string()))
             table = table.append_column(features.INTERVENTION, pa.array(self._interventions, pa.bool_()))
+            table = table.append_column(features.UNCERTAINTY, pa.array(self._uncertainty, pa.float32()))
         names = {"state_names": self.meta.state_names, "action_names": self.meta.action_names, "fps": self.meta.fps}
         return table.replace_schema_metadata({"vla_dashboard": json.dumps(names)})
 

@@ -17,6 +17,7 @@ TASK = "task"  # the language instruction string, in training batches
 # name LeRobot's human-in-the-loop recording uses), and which command source did ("policy" | "teleop" | "expert").
 INTERVENTION = "intervention"  # bool per step
 ACTOR = "actor"  # string per step in the episode table; int64 index into meta/info.json's "actor" names on export
+UNCERTAINTY = "uncertainty"  # float32 per step: the driving policy's score (NaN where no policy predicted); ours only
 
 
 def image_key(camera: str) -> str:

@@ -258,6 +258,11 @@ class SignalsOut(BaseModel):
     action_names: list[str]
     state: list[list[float]] = Field(description="(T, S)")
     action: list[list[float]] = Field(description="(T, A)")
+    # Policy rollouts only (absent for teleop and scripted takes): per step, who acted, whether an operator was
+    # correcting the policy, and the policy's uncertainty score (null where no policy predicted).
+    actor: list[str] | None = None
+    intervention: list[bool] | None = None
+    uncertainty: list[float | None] | None = None
 
 
 class DatasetOut(_Out):

@@ -348,8 +348,10 @@ class RobotSession(PolicyControl):
                     return
                 # An operator driving after the policy has, in the same take, is correcting it (HG-DAgger's signal).
                 intervention = source_name == "teleop" and "policy" in take.sources_used
+                policy = self.policy if source_name == "policy" else None
+                score = policy.stats.uncertainties[-1] if policy is not None and policy.stats.uncertainties else None
                 take.recorder.add_frame(images=prev_obs.images, state=prev_obs.state, action=action,
-                                        actor=source_name, intervention=intervention)  # fmt: skip
+                                        actor=source_name, intervention=intervention, uncertainty=score)  # fmt: skip
                 if intervention:
                     take.intervention_frames += 1
                     if take.last_actor != "teleop":

@@ -63,6 +63,7 @@ class CurationService:
             "action_names": info.action_names,
             "state": rows(F.OBS_STATE, len(info.state_names)),
             "action": rows(F.ACTION, len(info.action_names)),
+            **_rollout_signals(table),
         }
 
     # -- selections --------------------------------------------------------------------------------------------------
@@ -99,3 +100,16 @@ class CurationService:
         for episode_id in ids:
             self.store.delete_episode(episode_id)
         return ids
+
+
+def _rollout_signals(table) -> dict[str, Any]:
+    """A policy rollout's per-step uncertainty (None where no policy predicted), intervention flags and actors;
+    {} for an episode recorded without them."""
+    if F.ACTOR not in table.column_names:
+        return {}
+    out: dict[str, Any] = {"actor": table.column(F.ACTOR).to_pylist(),
+                           "intervention": table.column(F.INTERVENTION).to_pylist()}  # fmt: skip
+    if F.UNCERTAINTY in table.column_names:
+        out["uncertainty"] = [None if v is None or v != v else round(float(v), 5)
+                              for v in table.column(F.UNCERTAINTY).to_pylist()]  # fmt: skip
+    return out

@@ -1,5 +1,6 @@
 // The player's charts: the episode's state and action signals over frames (plotly.js, served from /vendor by the
-// app, loaded the first time the tab is shown), a red playhead line that follows the player, click to seek.
+// app, loaded the first time the tab is shown), a red playhead line that follows the player, click to seek. A policy
+// rollout also gets its uncertainty over frames, with the stretches an operator drove shaded.
 
 import { h } from "../common/dom.js";
 import { seek } from "./player.js";
@@ -12,7 +13,24 @@ export function buildCharts() {
   const E = L.el;
   E.charts.state = h("div", { id: "vla-label-chart-state", class: "vla-label-chart" });
   E.charts.action = h("div", { id: "vla-label-chart-action", class: "vla-label-chart" });
-  return [E.charts.state, E.charts.action];
+  // In E.charts (so the playhead follows) only while an episode with an uncertainty signal is shown.
+  E.uncertaintyChart = h("div", { id: "vla-label-chart-uncertainty", class: "vla-label-chart", hidden: true });
+  return [E.charts.state, E.charts.action, E.uncertaintyChart];
+}
+
+/** Runs of operator frames as shaded rectangles behind the uncertainty trace. */
+function interventionShapes(flags) {
+  const shapes = [];
+  let start = null;
+  (flags || []).concat([false]).forEach((f, i) => {
+    if (f && start === null) start = i;
+    if (!f && start !== null) {
+      shapes.push({ type: "rect", xref: "x", yref: "paper", x0: start - 0.5, x1: i - 0.5, y0: 0, y1: 1,
+                    fillcolor: "rgba(255, 160, 0, 0.25)", line: { width: 0 }, layer: "below" });
+      start = null;
+    }
+  });
+  return shapes;
 }
 
 export function loadPlotly() {
@@ -41,13 +59,24 @@ export async function drawCharts() {
   if (L.signals !== sig || !L.el.root) return; // another episode was opened meanwhile
   const x = sig.timestamps.map((_, i) => i);
   const charts = [["state", sig.state_names, sig.state], ["action", sig.action_names, sig.action]]; // rows: (T, D)
+  const E = L.el;
+  if (sig.uncertainty) {
+    E.charts.uncertainty = E.uncertaintyChart;
+    E.uncertaintyChart.hidden = false;
+    charts.push(["uncertainty", ["policy uncertainty"], sig.uncertainty.map((u) => [u])]);
+  } else {
+    delete E.charts.uncertainty;
+    if (window.Plotly) window.Plotly.purge(E.uncertaintyChart);
+    E.uncertaintyChart.hidden = true;
+  }
   for (const [key, names, rows] of charts) {
     const div = L.el.charts[key];
     const traces = names.map((name, j) => ({ x, y: rows.map((r) => r[j]), name, type: "scatter", mode: "lines",
                                              line: { width: 1.5 } }));
     const layout = { title: { text: key, font: { size: 13 }, x: 0.01 }, height: 230, hovermode: "x",
       margin: { l: 44, r: 8, t: 26, b: 28 }, legend: { font: { size: 10 } }, uirevision: ep.id,
-      xaxis: { range: [0, Math.max(1, x.length - 1)], zeroline: false }, shapes: [playheadShape(L.frame)] };
+      xaxis: { range: [0, Math.max(1, x.length - 1)], zeroline: false },
+      shapes: [playheadShape(L.frame), ...(key === "uncertainty" ? interventionShapes(sig.intervention) : [])] };
     await Plotly.react(div, traces, layout, { displaylogo: false, responsive: true });
     div.playheadAt = L.frame;
     if (!div.dataset.clickable) {
@@ -60,7 +89,14 @@ export async function drawCharts() {
 }
 
 export function clearCharts() {
-  for (const div of Object.values(L.el.charts || {})) {
+  const E = L.el;
+  if (E.uncertaintyChart) {
+    delete E.charts.uncertainty;
+    E.uncertaintyChart.hidden = true;
+    if (window.Plotly) window.Plotly.purge(E.uncertaintyChart);
+    E.uncertaintyChart.replaceChildren();
+  }
+  for (const div of Object.values(E.charts || {})) {
     if (window.Plotly) window.Plotly.purge(div);
     div.replaceChildren();
   }

@@ -13,7 +13,7 @@ import torch
 
 from backend.control import RobotSession
 from backend.control.policy_source import HelpMonitor, ModelInfo, PolicySource
-from storage.features import ACTOR, INTERVENTION
+from storage.features import ACTOR, INTERVENTION, UNCERTAINTY
 from webapp.ws import pack_frame, unpack_frame
 
 CAMERAS = ("front", "wrist")
@@ -223,6 +223,9 @@ def test_policy_asks_for_help_then_the_operator_corrects_it_and_the_take_is_an_i
     flags = table.column(INTERVENTION).to_pylist()
     assert actors == ["policy"] * 7 + ["teleop"] * 4 + ["policy"] * 3
     assert flags == [False] * 7 + [True] * 4 + [False] * 3
+    scores = table.column(UNCERTAINTY).to_pylist()  # the policy's score on its frames, none on the operator's
+    assert scores[:3] == pytest.approx([0.1] * 3) and all(v != v for v in scores[7:11])
+    assert scores[4] == pytest.approx(0.9)
 
 
 def test_take_over_needs_a_driving_policy_and_continue_needs_a_question(session):

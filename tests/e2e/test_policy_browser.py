@@ -9,7 +9,7 @@ import json
 
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
-from serve import import_model, open_console
+from serve import import_model, open_console, signed_in_page
 
 from vla_core.policies import make_policy
 
@@ -176,6 +176,27 @@ def test_policy_drives_asks_for_help_and_the_correction_is_recorded(server, brow
     extra = manifest["extra"]
     assert extra["interventions"] == 1 and extra["intervention_frames"] > 0, extra
     assert extra["model"]["name"] == "pick-tiny"
+
+    # The take replays in the Label tab's player with the policy's uncertainty as one more synced chart, the
+    # operator's stretch shaded on it.
+    sig = server.get(f"/api/episodes/{episode_id}/signals")
+    assert sig["intervention"].count(True) == extra["intervention_frames"]
+    assert any(u is not None for u in sig["uncertainty"]) and "teleop" in sig["actor"]
+    label = signed_in_page(browser, server.url, "admin", viewport=(1500, 1100))
+    try:
+        label.get_by_role("tab", name="Label").click()
+        label.wait_for_selector("#vla-label[data-ready]", timeout=30_000)
+        label.locator(f'#vla-label tr[data-episode-id="{episode_id}"] td:nth-child(3)').click()
+        label.wait_for_function(f"window.vlaLabel.ep && window.vlaLabel.ep.id === {episode_id} && "
+                                "window.vlaLabel.chartsReady === true", timeout=20_000)  # fmt: skip
+        label.wait_for_function(
+            """() => { const gd = document.getElementById("vla-label-chart-uncertainty");
+                       return !gd.hidden && gd.data && gd.data[0].y.some((v) => v !== null) &&
+                              gd.layout.shapes.length >= 2; }""",
+            timeout=10_000,
+        )
+    finally:
+        label.context.close()
 
     # An operator watching sees the loaded policy but no model picker (loading is an engineer's), and the console
     # asks the server for nothing an operator may not read.

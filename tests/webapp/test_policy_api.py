@@ -126,3 +126,20 @@ def test_a_live_rollout_is_listed_and_downloadable(app_and_robot, engineer, fitt
     assert lines[0][:3] == ["id", "kind", "model_id"] and len(lines) == 2
     table = pq.read_table(io.BytesIO(engineer.get("/api/rollouts.parquet").content))
     assert table.num_rows == 1 and table.column("model_name").to_pylist() == ["pick"]
+
+
+def test_a_correction_takes_signals_carry_uncertainty_and_interventions(app_and_robot, engineer, store):
+    from helpers import record_episode, synthetic_step
+
+    actors = ["policy"] * 3 + ["teleop"] * 2
+
+    def step(i, cameras):
+        return {**synthetic_step(i, cameras), "actor": actors[i], "intervention": actors[i] == "teleop",
+                "uncertainty": 0.25 * i if actors[i] == "policy" else None}  # fmt: skip
+
+    corrected = record_episode(store, len(actors), step=step, source="intervention")
+    sig = engineer.get(f"/api/episodes/{corrected}/signals").json()
+    assert sig["actor"] == actors and sig["intervention"] == [False] * 3 + [True] * 2
+    assert sig["uncertainty"] == [0.0, 0.25, 0.5, None, None]
+    plain = engineer.get(f"/api/episodes/{record_episode(store, 4)}/signals").json()
+    assert plain["uncertainty"] is None and plain["actor"] is None
