@@ -169,6 +169,7 @@ class RobotSession(PolicyControl):
         self._last_episode_id: int | None = None
         self._auto_stop = False
         self._overlays = True  # frames carry the policy's attention and uncertainty while it drives
+        self._taking_over = False  # set by take_over around its source switch: the rollout goes on
         self._rollouts = RolloutTracker()  # the live policy rollout, ended into the rollout log's sink
 
         self._thread: threading.Thread | None = None
@@ -324,9 +325,9 @@ class RobotSession(PolicyControl):
         if take is not None:
             self._record(take, prev_obs, applied, success, source.name)
         if abort is not None:
+            self._end_rollout("aborted", aborted=abort)  # before the switch, which would end it as stopped
             self.set_source("idle")
             self._error(abort)
-            self._end_rollout("aborted", aborted=abort)
         jpeg = {name: encode_jpeg(obs.images[name], self.jpeg_quality) for name in self.camera_names}
         frame = Frame(
             tick=tick,
@@ -346,8 +347,9 @@ class RobotSession(PolicyControl):
             with self._rec_lock:
                 if self._rec is not take:  # saved or discarded meanwhile
                     return
-                # An operator driving after the policy has, in the same take, is correcting it (HG-DAgger's signal).
-                intervention = source_name == "teleop" and "policy" in take.sources_used
+                # An operator driving while the policy's rollout is on (they took over) is correcting it (HG-DAgger's
+                # signal); after the policy was stopped, or before it ever drove, teleop is plain teleop.
+                intervention = source_name == "teleop" and self._rollouts.current is not None
                 policy = self.policy if source_name == "policy" else None
                 score = policy.stats.uncertainties[-1] if policy is not None and policy.stats.uncertainties else None
                 take.recorder.add_frame(images=prev_obs.images, state=prev_obs.state, action=action,
@@ -577,11 +579,14 @@ class RobotSession(PolicyControl):
             if new is self._source:
                 return
             self._activate(new)  # may raise (no expert for this task): nothing changed yet
+            stopped_policy = self._source.name == "policy" and not self._taking_over
             self._source.deactivate()
             self._source = new
         with self._rec_lock:
             if self._rec is not None:
                 self._rec.sources_used.add(name)
+        if stopped_policy:  # the operator stopped the policy (not a takeover): its rollout ends here
+            self._end_rollout("stopped by operator")
         self._event(f"source: {name}")
 
     def reset(

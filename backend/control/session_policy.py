@@ -41,7 +41,11 @@ class PolicyControl:
         frames from now flagged `intervention` until the policy gets control back (`hand_back`)."""
         if self._source.name != "policy" and not (self.policy is not None and self._source.name == "idle"):
             raise ValueError(f"the policy is not driving (source {self._source.name!r}); nothing to take over")
-        self.set_source("teleop")
+        self._taking_over = True
+        try:
+            self.set_source("teleop")
+        finally:
+            self._taking_over = False
         self.mailbox.clear()  # the operator starts from a standstill, not from a stale command
         self._event("operator took over from the policy")
 

@@ -337,3 +337,26 @@ def test_a_non_finite_policy_action_is_held_and_the_rollout_logged_as_aborted(se
     np.testing.assert_allclose(robot.state()[:6], q0[:6], atol=1e-3)
     (row,) = rollout_log.list()
     assert row.outcome == "aborted" and "non-finite" in row.extra["abort_reason"]
+
+
+def test_stopping_the_policy_ends_its_rollout_and_later_teleop_is_no_correction(session, store, rollout_log):
+    from backend.control import TeleopCommand
+
+    session.set_rollout_sink(rollout_log.record)
+    session.set_policy(PolicySource(ScriptedPolicy(chunk=4, coeff=0.01), model=model_info(), asynchronous=False))
+    session.acquire_lease("c1", "alice")
+    session.start_recording("alice", "corrections")
+    session.set_source("policy")
+    for _ in range(3):
+        session.step()
+    session.set_source("idle")  # Stop, not a takeover
+    for seq in range(3):  # the console's commands switch idle to teleop: the operator drives on
+        session.command("c1", TeleopCommand(seq=seq, vx=0.3, vy=0, vz=0, yaw_rate=0, gripper=0, speed=1))
+        session.step()
+    episode_id = session.save_recording(success=True)
+    (row,) = rollout_log.list()
+    assert row.extra["ended_by"] == "stopped by operator" and row.steps == 3 and row.interventions == 0
+    assert store.get_episode(episode_id).source == "teleop"  # the policy's frames then plain teleop: no correction
+    table = store.read_table(episode_id)
+    assert table.column(INTERVENTION).to_pylist() == [False] * 6
+    assert table.column(ACTOR).to_pylist() == ["policy"] * 3 + ["teleop"] * 3
