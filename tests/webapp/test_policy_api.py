@@ -105,7 +105,6 @@ def test_a_live_rollout_is_listed_and_downloadable(app_and_robot, engineer, fitt
     import pyarrow.parquet as pq
 
     app, session = app_and_robot
-    app.state.settings.policy_process = False  # inference on a thread: the process path is the first test's
     engineer.post("/api/robot/policy", json={"model_id": fitting_model.id})
     with engineer.websocket_connect("/ws/teleop") as ws:
         ws.send_text('{"type": "hello", "control": true}')
