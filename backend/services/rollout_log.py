@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from backend.services.audit import _FORMULA_START as FORMULA_START  # the audit CSV's rule
 from storage.db import session_scope
 from storage.errors import NotFoundError
 from storage.models import RegisteredModel, Rollout, RolloutKind, utcnow
@@ -264,7 +265,7 @@ def _row(s: Session, rollout: Mapping[str, Any]) -> Rollout:
 def _csv_cell(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+    if isinstance(value, str) and value.startswith(FORMULA_START):
         return "'" + value
     return value
 
