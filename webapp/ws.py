@@ -19,6 +19,9 @@ Server -> client, text (JSON):
     {"type": "pong", "t": 1234.5}
     {"type": "error", "detail": "..."}        the message was rejected; socket and loop carry on
 
+A frame whose header cannot be packed is skipped (logged) and the next one is sent; if the frame stream itself
+fails, the socket is closed with 1011 and the console reconnects, rather than staying open without frames.
+
 Server -> client, binary: one message per frame,
 
     [u32 big-endian N][N bytes UTF-8 JSON header][JPEG bytes of each camera, concatenated in header order]
@@ -46,6 +49,7 @@ others see is that user's name. Taking the lease needs robot.control; taking, re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
@@ -55,6 +59,7 @@ import uuid
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi.websockets import WebSocketState
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from backend.services.audit import Action
@@ -73,6 +78,7 @@ CREDENTIAL_CHECK_S = 1.0  # how often an open socket re-checks its session or to
 MAX_ERRORS_PER_S = 20
 MAX_MESSAGES_PER_S = 300
 POLICY_VIOLATION = 1008
+INTERNAL_ERROR = 1011
 
 
 class _Msg(BaseModel):
@@ -175,6 +181,7 @@ class _Connection:
         self.send_lock = asyncio.Lock()
         self._errors: list[float] = []
         self._messages: list[float] = []
+        self.unpackable = 0  # frames skipped because their header could not be packed
 
     async def send_json(self, payload: dict) -> None:
         async with self.send_lock:
@@ -208,15 +215,30 @@ class _Connection:
                 return
 
     async def send_frames(self) -> None:
+        """Every frame the loop publishes (latest only) until the socket goes away. A frame that cannot be packed is
+        skipped and logged, and the stream goes on; any other failure closes the socket with 1011, so the client
+        reconnects instead of sitting on an open socket that never sends another frame."""
         sub = self.robot.subscribe()
         try:
             while True:
                 frame = await sub.next()
-                data = pack_frame(frame)
+                try:
+                    data = pack_frame(frame)
+                except (TypeError, ValueError, RuntimeError):  # not JSON-able, or mutated while being packed
+                    self.unpackable += 1
+                    if self.unpackable == 1 or self.unpackable % 300 == 0:
+                        log.exception("ws %s: skipped unpackable frame %d (%d so far)", self.client_id, frame.tick,
+                                      self.unpackable)  # fmt: skip
+                    continue
                 async with self.send_lock:
                     await self.ws.send_bytes(data)
-        except (WebSocketDisconnect, SubscriptionClosed, RuntimeError, OSError):
+        except (WebSocketDisconnect, SubscriptionClosed, OSError):
             pass  # the socket went away; the receiver sees the disconnect and cleans up
+        except Exception:
+            if self.ws.application_state == WebSocketState.CONNECTED:  # not a send after close: a real failure
+                log.exception("ws %s: frame stream failed; closing the socket", self.client_id)
+                with contextlib.suppress(Exception):
+                    await self.ws.close(code=INTERNAL_ERROR, reason="frame stream failed")
         finally:
             sub.close()
 

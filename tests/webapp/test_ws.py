@@ -141,3 +141,25 @@ def test_abusive_socket_is_closed_and_others_keep_streaming(client):
         assert msg["code"] == 1008
         f1 = next_frame(viewer)
         assert next_frame(viewer)["tick"] > f1["tick"]
+
+
+def test_a_frame_that_cannot_be_packed_is_skipped_and_the_stream_goes_on(client, robot, monkeypatch, caplog):
+    """A header json cannot encode (here a tuple key) must cost that frame only: before, the sender task died
+    silently and the socket stayed open with no frame ever again."""
+    real_status = robot._status_locked
+    bad = {"left": 5}
+
+    def status():
+        if bad["left"] > 0:
+            bad["left"] -= 1
+            return {**real_status(), (1, 2): "a tuple key"}
+        return real_status()
+
+    with client.websocket_connect("/ws/teleop") as ws:
+        next_frame(ws)
+        monkeypatch.setattr(robot, "_status_locked", status)
+        while bad["left"] > 0:
+            time.sleep(1 / 30)
+        frame = next_frame(ws)  # the old sender waited here for ever
+        assert "recording" in frame["status"]
+    assert "skipped unpackable frame" in caplog.text
