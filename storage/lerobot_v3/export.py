@@ -269,6 +269,7 @@ def _write(
     features[L.SUBTASK_INDEX] = dict(L.SUBTASK_FEATURE)
     features[F.INTERVENTION] = dict(L.INTERVENTION_FEATURE)
     features[F.ACTOR] = dict(L.ACTOR_FEATURE)
+    features[F.UNCERTAINTY] = dict(L.UNCERTAINTY_FEATURE)
     data_schema = pa.schema(
         [
             (F.OBS_STATE, pa.list_(pa.float32(), ds)),
@@ -281,6 +282,7 @@ def _write(
             (L.SUBTASK_INDEX, pa.int64()),
             (F.INTERVENTION, pa.bool_()),
             (F.ACTOR, pa.int64()),
+            (F.UNCERTAINTY, pa.float32()),
         ],
         metadata={b"huggingface": L.hf_features_metadata(features)},
     )
@@ -314,6 +316,7 @@ def _write(
             task_arr = np.full(n, tasks[e.instruction], dtype=np.int64)
             subtask_arr = A.subtask_indices(e, n, subtasks)
             intervention_arr, actor_arr = _human_in_the_loop(table, n)
+            uncertainty_arr = _uncertainty(table, n)
             batch = pa.Table.from_arrays(
                 [
                     pa.FixedSizeListArray.from_arrays(pa.array(state.reshape(-1)), ds),
@@ -326,6 +329,7 @@ def _write(
                     pa.array(subtask_arr),
                     pa.array(intervention_arr),
                     pa.array(actor_arr),
+                    pa.array(uncertainty_arr),
                 ],
                 schema=data_schema,
             )
@@ -352,6 +356,7 @@ def _write(
                 L.SUBTASK_INDEX: stats.vector_stats(subtask_arr),
                 F.INTERVENTION: stats.vector_stats(intervention_arr.astype(np.float64)),
                 F.ACTOR: stats.vector_stats(actor_arr),
+                F.UNCERTAINTY: _scored_stats(uncertainty_arr),
             }
             files = store.episode_files(e.id)
             for (cam, _, _), key in zip(cameras, keys, strict=True):
@@ -458,6 +463,21 @@ def _reencode(paths: list[Path], lengths: list[int], out: Path, fps: int, width:
                 raise StoreError(f"{p}: the video has {k} frames but the episode has {n} rows")
 
     video.write_video(frames(), out, fps=fps, height=height, width=width, settings=mp4.REENCODE_SETTINGS)
+
+
+def _uncertainty(table: pa.Table, n: int) -> np.ndarray:
+    """(n,) float32 policy uncertainty per frame, NaN where none was recorded (teleop, demos, older episodes)."""
+    if F.UNCERTAINTY not in table.column_names:
+        return np.full(n, np.nan, dtype=np.float32)
+    values = table.column(F.UNCERTAINTY).to_pylist()
+    return np.asarray([np.nan if v is None else v for v in values], dtype=np.float32)
+
+
+def _scored_stats(x: np.ndarray) -> stats.Stats:
+    """Stats of the finite scores only (stats.json must stay finite for LeRobot's loader); an episode without
+    any score counts as one 0, so every episode has the keys LeRobot's episodes table expects."""
+    finite = x[np.isfinite(x)]
+    return stats.vector_stats(finite if finite.size else np.zeros(1, dtype=np.float32))
 
 
 def _human_in_the_loop(table: pa.Table, n: int) -> tuple[np.ndarray, np.ndarray]:

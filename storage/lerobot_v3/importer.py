@@ -12,6 +12,7 @@ call created it).
 from __future__ import annotations
 
 import json
+import math
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -402,7 +403,7 @@ def _episode_rows(root: Path, ep: _Episode, cache: dict[Path, pa.Table]) -> pa.T
     table = cache.get(ep.data_file)
     if table is None:
         cache.clear()  # keep one data file in memory; episodes are in file order
-        wanted = list(_DATA_COLUMNS) + [c for c in (F.INTERVENTION, F.ACTOR) if c in _parquet_columns(ep.data_file)]
+        wanted = list(_DATA_COLUMNS) + [c for c in (F.INTERVENTION, F.ACTOR, F.UNCERTAINTY) if c in _parquet_columns(ep.data_file)]
         table = _read_parquet(root, ep.data_file, "data file", wanted)
         cache[ep.data_file] = table
     sel = np.flatnonzero(table.column(F.EPISODE_INDEX).to_numpy() == ep.index)
@@ -423,6 +424,7 @@ def _import_episode(
     action = action.reshape(n, -1)
     frames = {cam: video.decode_at(p, (start + ts).tolist(), tolerance_s) for cam, (p, start) in ep.videos.items()}
     actors, flags = _human_in_the_loop(rows, n)
+    scores = _uncertainty(rows, n)
     rec = store.begin(ep.meta)
     try:
         for k in range(n):
@@ -433,6 +435,7 @@ def _import_episode(
                 timestamp=float(ts[k]),
                 actor=actors[k],
                 intervention=flags[k],
+                uncertainty=scores[k],
             )
         return rec.save(auto_success=ep.auto_success, human_success=ep.human_success)
     except BaseException:
@@ -489,6 +492,13 @@ def _parquet_columns(path: Path) -> set[str]:
         return set(pq.read_schema(path).names)
     except (OSError, pa.ArrowInvalid):
         return set()  # _read_parquet reports the unreadable file
+
+
+def _uncertainty(rows: pa.Table, n: int) -> list[float | None]:
+    """Per-frame policy uncertainty, None where the dataset has none (or NaN: a frame no policy scored)."""
+    if F.UNCERTAINTY not in rows.column_names:
+        return [None] * n
+    return [None if v is None or not math.isfinite(v) else float(v) for v in rows.column(F.UNCERTAINTY).to_pylist()]
 
 
 def _human_in_the_loop(rows: pa.Table, n: int) -> tuple[list[str | None], list[bool | None]]:

@@ -75,6 +75,9 @@ SUBTASK_FEATURE: dict[str, Any] = {"dtype": "int64", "shape": [1], "names": None
 ACTOR_NAMES = ("unknown", "policy", "teleop", "expert", "idle")
 INTERVENTION_FEATURE: dict[str, Any] = {"dtype": "bool", "shape": [1], "names": None}
 ACTOR_FEATURE: dict[str, Any] = {"dtype": "int64", "shape": [1], "names": list(ACTOR_NAMES)}
+# The driving policy's uncertainty score per frame (storage.features UNCERTAINTY): NaN where no policy predicted
+# (teleop frames, demos). LeRobot's loader keeps an extra float column; its stats cover the scored frames only.
+UNCERTAINTY_FEATURE: dict[str, Any] = {"dtype": "float32", "shape": [1], "names": None}
 
 # Stats LeRobot 0.4.x computes per feature (compute_stats.py, DEFAULT_QUANTILES = 0.01 ... 0.99).
 QUANTILES = {"q01": 0.01, "q10": 0.10, "q50": 0.50, "q90": 0.90, "q99": 0.99}

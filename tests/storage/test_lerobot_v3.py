@@ -37,8 +37,8 @@ EPISODES = [
     (7, "pick up the red cube", "pick", "policy", None, None, None, False),
 ]
 ARRAY_COLUMNS = [F.OBS_STATE, F.ACTION, F.TIMESTAMP, F.FRAME_INDEX, F.EPISODE_INDEX, F.INDEX, F.TASK_INDEX]
-EXPORT_COLUMNS = [*ARRAY_COLUMNS, L.SUBTASK_INDEX, F.INTERVENTION, F.ACTOR]  # ours add the per-frame sub-task and the
-# human-in-the-loop columns (LeRobot-written data lacks them)
+EXPORT_COLUMNS = [*ARRAY_COLUMNS, L.SUBTASK_INDEX, F.INTERVENTION, F.ACTOR, F.UNCERTAINTY]  # ours add the per-frame
+# sub-task and the human-in-the-loop columns (LeRobot-written data lacks them)
 # Codec tolerance in 0..255 on tiny synthetic frames with hard colour edges (4:2:0 chroma smears them):
 MEAN_ABS_TOL = 8.0  # mean |difference|
 P99_ABS_TOL = 64  # 99th percentile; single pixels on the edges of the red square may differ more
@@ -267,7 +267,7 @@ def test_round_trip_export_import_export(store: EpisodeStore, demo: list[dict], 
     second = export_dataset(store, "demo_copy", tmp_path / "second")
     d1, d2 = read_data(first), read_data(second)
     for col in EXPORT_COLUMNS:
-        assert np.array_equal(np.stack(d1[col]), np.stack(d2[col])), col
+        assert np.array_equal(np.stack(d1[col]), np.stack(d2[col]), equal_nan=col == F.UNCERTAINTY), col
     e1, e2 = read_episodes(first), read_episodes(second)
     same = [c for c in e1.columns if not c.startswith(("stats/observation.images", "vla_dashboard/episode_id"))]
     same = [c for c in same if c != "vla_dashboard/created_at"]
@@ -470,13 +470,16 @@ def test_shim_is_not_importable_here() -> None:
 
 def test_intervention_and_actor_columns_survive_export_and_import(store: EpisodeStore, tmp_path: Path) -> None:
     """A correction take (policy, then an operator, then the policy) exports LeRobot's per-frame `intervention`
-    flag and the actor index; importing restores both; an episode recorded without them exports False/unknown."""
+    flag, the actor index and the policy's uncertainty (NaN on the operator's frames); importing restores all
+    three; an episode recorded without them exports False/unknown/NaN."""
     from helpers import synthetic_step
 
     actors = ["policy"] * 4 + ["teleop"] * 3 + ["policy"] * 2
+    scores = [0.5 + 0.25 * i if a == "policy" else None for i, a in enumerate(actors)]  # exact in float32
 
     def step(i, cameras):
-        return {**synthetic_step(i, cameras), "actor": actors[i], "intervention": actors[i] == "teleop" and i >= 4}
+        return {**synthetic_step(i, cameras), "actor": actors[i], "intervention": actors[i] == "teleop" and i >= 4,
+                "uncertainty": scores[i]}  # fmt: skip
 
     corrected = record_episode(store, len(actors), step=step, dataset="hitl")
     plain = record_episode(store, 5, dataset="hitl")
@@ -490,9 +493,14 @@ def test_intervention_and_actor_columns_survive_export_and_import(store: Episode
     assert flags == [a == "teleop" for a in actors]
     assert [L.ACTOR_NAMES[i] for i in by_episode[0][F.ACTOR]] == actors
     assert not by_episode[1][F.INTERVENTION].any() and (by_episode[1][F.ACTOR] == 0).all()
+    assert [None if np.isnan(v) else float(v) for v in by_episode[0][F.UNCERTAINTY]] == scores
+    assert by_episode[1][F.UNCERTAINTY].isna().all()
+    stats_json = json.loads((out / "meta" / "stats.json").read_text())
+    assert stats_json[F.UNCERTAINTY]["max"] == [max(s for s in scores if s is not None)]  # finite: scored frames only
 
     ids = import_dataset(store, out, "hitl_copy")
     copy = store.read_table(ids[0])
     assert copy.column(F.ACTOR).to_pylist() == actors == store.read_table(corrected).column(F.ACTOR).to_pylist()
     assert copy.column(F.INTERVENTION).to_pylist() == flags
+    assert [None if np.isnan(v) else v for v in copy.column(F.UNCERTAINTY).to_pylist()] == scores
     assert F.ACTOR not in store.read_table(ids[1]).column_names and F.ACTOR not in store.read_table(plain).column_names
