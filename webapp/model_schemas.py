@@ -103,6 +103,9 @@ class EvaluationOut(BaseModel):
     suite: str | None = Field(None, description="the named evaluation suite it ran, if any")
     overall: dict[str, Any] = Field(description="success_rate, successes, episodes, wilson_95, grounding_rate, ...")
     per_group: dict[str, dict[str, Any]] = Field(description="the same per task/colour")
+    failure_videos: list[dict[str, Any]] | None = Field(
+        None, description='failed rollouts with a video: [{"group", "seed", "video"}], each served by '
+        "GET /api/jobs/{job_id}/videos/{video}")
 
 
 class EvaluationsOut(BaseModel):
@@ -141,6 +144,8 @@ class EvaluationIn(_In):
     max_steps: int = Field(200, ge=1, le=10_000, description="steps per rollout before it counts as a failure")
     suite: str | None = Field(None, max_length=64, description="a named suite (GET /api/evaluation-suites): fixes "
                               "tasks, colours, seeds, instructions and steps, so versions compare on the same episodes")
+    videos: Literal["failures", "all", "none"] = Field(
+        "failures", description="which rollouts keep an MP4 with the attention overlay (the failures by default)")
 
 
 class ModelNotesIn(_In):

@@ -73,6 +73,7 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Permission | str] = {
     ("GET", "/api/jobs/{job_id}"): P.EPISODES_READ,
     ("GET", "/api/jobs/{job_id}/log"): P.EPISODES_READ,
     ("GET", "/api/jobs/{job_id}/metrics"): P.EPISODES_READ,
+    ("GET", "/api/jobs/{job_id}/videos/{name}"): P.EPISODES_READ,  # an evaluation job's rollout videos
     ("POST", "/api/jobs/{job_id}/cancel"): P.EXPORTS_WRITE,
     ("POST", "/api/jobs/{job_id}/retry"): P.EXPORTS_WRITE,
     # the model registry: read by whoever reads training (engineers, managers, admins; operators pick no model:

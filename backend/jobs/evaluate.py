@@ -8,14 +8,18 @@ green, 102000 blue: disjoint from the training scenes and from the validation se
 two models evaluated with the same request are compared on the same scenes. The job's folder holds
 ``evaluation.json`` (every episode); its result is the summary the registry shows with the model
 (ModelRegistry.evaluations) and compares between models. Resumable: groups finished by an earlier attempt are
-kept in ``groups/<task>_<colour>.json`` and not rolled out again.
+kept in ``groups/<task>_<colour>.json`` and not rolled out again. ``videos/<task>_<colour>_<seed>.mp4`` holds the
+failed rollouts' videos with the attention overlay (or every rollout's, or none: EvaluationRequest.videos), listed
+in the result's ``failure_videos`` and served by GET /api/jobs/{id}/videos/{name}.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from backend.jobs.context import JobContext, JobStopped
@@ -25,6 +29,8 @@ from backend.jobs.queue import JobInfo, JobQueue
 KIND = "evaluate"
 TEST_SEEDS = {"red": 100_000, "green": 101_000, "blue": 102_000}  # the seeds `run.py eval` and bench_vla use
 MAX_EPISODES = 1000  # per (task, colour)
+VIDEO_CHOICES = ("failures", "all", "none")
+VIDEOS_DIR = "videos"  # in the job's folder: <task>_<colour>_<seed>.mp4, served by GET /api/jobs/{id}/videos/{name}
 SUMMARY_KEYS = ("success_rate", "successes", "episodes", "wilson_95", "mean_steps", "grounding_rate",
                 "uncertainty_auroc_max", "uncertainty_auroc_mean", "policy_ms_p95_max")  # fmt: skip
 
@@ -41,6 +47,7 @@ class EvaluationRequest:
     max_steps: int = 200
     suite: str | None = None  # a named suite (backend.services.eval_suites) fixes all of the above
     gate: dict[str, Any] | None = None  # continual learning's A/B gate, decided when this job ends (services.continual)
+    videos: str = "failures"  # MP4s with the attention overlay in the job's videos/: "failures", "all" or "none"
 
 
 def submit_evaluation(queue: JobQueue, registry: Any, request: EvaluationRequest, *, user: str) -> JobInfo:
@@ -57,7 +64,8 @@ def submit_evaluation(queue: JobQueue, registry: Any, request: EvaluationRequest
         suite = get_suite(request.suite)  # ValueError naming the known suites
         request = EvaluationRequest(model_id=request.model_id, tasks=suite.tasks, colours=suite.colours,
                                     episodes=suite.episodes, seed_bases=dict(suite.seed_bases),
-                                    max_steps=suite.max_steps, suite=suite.name, gate=request.gate)  # fmt: skip
+                                    max_steps=suite.max_steps, suite=suite.name, gate=request.gate,
+                                    videos=request.videos)  # fmt: skip
         instructions = list(suite.instructions) if suite.instructions else None
     info = registry.get(request.model_id)
     problems = registry.verify(request.model_id)
@@ -65,6 +73,8 @@ def submit_evaluation(queue: JobQueue, registry: Any, request: EvaluationRequest
         raise ModelIntegrityError(info.label, problems)
     if not 1 <= request.episodes <= MAX_EPISODES:
         raise ValueError(f"episodes must be between 1 and {MAX_EPISODES}, got {request.episodes}")
+    if request.videos not in VIDEO_CHOICES:
+        raise ValueError(f"videos must be one of {', '.join(VIDEO_CHOICES)}, got {request.videos!r}")
     if request.max_steps < 1:
         raise ValueError(f"max_steps must be at least 1, got {request.max_steps}")
     colours = list(request.colours or COLOURS)
@@ -87,7 +97,7 @@ def submit_evaluation(queue: JobQueue, registry: Any, request: EvaluationRequest
             raise ValueError(f"{info.label} has {key} {info.config[key]}; the sim arm has {arm}")
     seeds = {f"{t}/{c}": [bases[c], request.episodes] for t in tasks for c in colours}
     config = {"model_id": info.id, "model": info.label, "seeds": seeds, "max_steps": int(request.max_steps),
-              "suite": request.suite, "instructions": instructions}  # fmt: skip
+              "suite": request.suite, "instructions": instructions, "videos": request.videos}  # fmt: skip
     if request.gate is not None:
         config["gate"] = dict(request.gate)
     return queue.submit(KIND, config, user)
@@ -134,8 +144,11 @@ def run_evaluation(ctx: JobContext) -> dict[str, Any]:
                     raise JobStopped()
 
             told = tuple(config["instructions"]) if config.get("instructions") else None
+            videos = config.get("videos", "none")
             cfg = EvalConfig(task=task, colour=colour, episodes=episodes, seed_base=base,
-                             max_steps=config["max_steps"], instructions=told)  # fmt: skip
+                             max_steps=config["max_steps"], instructions=told,
+                             video_dir=None if videos == "none" else ctx.job_dir / VIDEOS_DIR,
+                             keep_videos="all" if videos == "all" else "failures")  # fmt: skip
             report = evaluate_policy(policy, cfg, robot=robot, on_episode=on_episode)
             _write_json(saved, report)
             reports[group] = report
@@ -155,6 +168,11 @@ def run_evaluation(ctx: JobContext) -> dict[str, Any]:
     result = {"model_id": model_id, "seeds": groups, "max_steps": config["max_steps"], "suite": config.get("suite")}
     result["overall"] = {k: overall.get(k) for k in SUMMARY_KEYS}
     result["per_group"] = {g: {k: r.get(k) for k in SUMMARY_KEYS} for g, r in reports.items()}
+    # The failures' videos, for the registry's one-click player: [{"group", "seed", "video": file name}, ...].
+    result["failure_videos"] = [
+        {"group": g, "seed": e["seed"], "video": Path(e["video"]).name}
+        for g, r in reports.items() for e in r["per_episode"] if not e["success"] and e.get("video")
+    ]  # fmt: skip
     ctx.log.info("%s: %d/%d succeeded overall", info.label, overall["successes"], overall["episodes"])
     if config.get("gate"):  # the second of the gate's two evaluations to finish decides (see services.continual)
         from backend.services.continual import decide
@@ -164,6 +182,18 @@ def run_evaluation(ctx: JobContext) -> dict[str, Any]:
         if result["gate"] is not None:
             ctx.log.info("A/B gate: %s", result["gate"]["reason"])
     return result
+
+
+VIDEO_NAME = re.compile(r"^[a-z0-9]+_[a-z0-9]+_[0-9]{1,12}\.mp4$")  # what run_evaluation writes, nothing else
+
+
+def evaluation_video(job_dir: Path, name: str) -> Path | None:
+    """The path of an evaluation job's video `name` (<task>_<colour>_<seed>.mp4), or None when the name is not
+    one it writes (no path tricks: the name is matched whole) or the file does not exist."""
+    if not VIDEO_NAME.match(name):
+        return None
+    path = Path(job_dir) / VIDEOS_DIR / name
+    return path if path.is_file() else None
 
 
 def _episode(d: dict):
@@ -184,7 +214,8 @@ def _rollout_record(e: dict, info, job_id: int, suite: str | None, user: str | N
         "instruction": e["instruction"], "seed": e["seed"], "operator": user, "duration_s": e["wall_s"],
         "steps": e["steps"], "auto_success": bool(e["success"]), "uncertainty_mean": e.get("mean_uncertainty"),
         "uncertainty_max": e.get("max_uncertainty"),
-        "extra": {"grounding_rate": e.get("grounding_rate"), "policy_ms_p95": e.get("policy_ms_p95")},
+        "extra": {"grounding_rate": e.get("grounding_rate"), "policy_ms_p95": e.get("policy_ms_p95"),
+                  "video": Path(e["video"]).name if e.get("video") else None},
     }  # fmt: skip
 
 
@@ -194,4 +225,4 @@ def _write_json(path, data) -> None:
     os.replace(tmp, path)  # a kill never leaves half a file
 
 
-__all__ = ["KIND", "TEST_SEEDS", "EvaluationRequest", "submit_evaluation"]
+__all__ = ["KIND", "TEST_SEEDS", "VIDEO_CHOICES", "EvaluationRequest", "evaluation_video", "submit_evaluation"]

@@ -49,6 +49,9 @@ class EvalConfig:
     # Templates with {colour}: episode i is told instructions[i % len] (an evaluation suite's held-out wording).
     instructions: tuple[str, ...] | None = None
     video_dir: Path | None = None
+    # Which episodes keep their MP4 in video_dir: "all", or "failures" (a success's video is deleted once it ends:
+    # the failures are what an engineer watches, one click away in the registry).
+    keep_videos: str = "all"
     grounding_camera: str = "front"
     # Batch-1 inference is latency-bound: one torch thread avoids OpenMP threads spinning against the renderer
     # (llvmpipe) and other processes; on a busy 2-core machine 2 threads measured 720 ms/step against 5 ms with 1.
@@ -59,6 +62,8 @@ class EvalConfig:
             raise ValueError(f"episodes must be at least 1, got {self.episodes}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps must be at least 1, got {self.max_steps}")
+        if self.keep_videos not in ("all", "failures"):
+            raise ValueError(f"keep_videos must be 'all' or 'failures', got {self.keep_videos!r}")
         if self.image_size is not None and self.image_size < 16:
             raise ValueError(f"image_size must be at least 16, got {self.image_size}")
         make_task(self.task, colour=self.colour)  # UnknownTaskError (a ValueError) lists the valid names
@@ -268,6 +273,9 @@ def evaluate_policy(
                 paraphrase=cfg.paraphrase, instruction=told, threshold=threshold, video_path=video,
                 grounding_camera=cfg.grounding_camera,
             )  # fmt: skip
+            if video is not None and result.success and cfg.keep_videos == "failures":
+                video.unlink(missing_ok=True)
+                result.video = None
             results.append(result)
             if on_episode is not None:
                 on_episode(result)

@@ -66,7 +66,7 @@ EVALUATIONS_SCANNED = 2000  # newest finished evaluation jobs looked through for
 
 def evaluations_of(session_factory: sessionmaker[Session], model_id: int, *, limit: int = 50) -> list[dict[str, Any]]:
     """The model's succeeded evaluation jobs, newest first: {"job_id", "finished_at", "created_by", "seeds",
-    "max_steps", "overall", "per_group"} (backend.jobs.evaluate writes the result)."""
+    "max_steps", "overall", "per_group", "suite", "failure_videos"} (backend.jobs.evaluate writes the result)."""
     from backend.jobs.evaluate import KIND
 
     query = (
@@ -81,7 +81,7 @@ def evaluations_of(session_factory: sessionmaker[Session], model_id: int, *, lim
             result = job.result or {}
             if result.get("model_id") != model_id:
                 continue
-            keys = ("seeds", "max_steps", "overall", "per_group", "suite")
+            keys = ("seeds", "max_steps", "overall", "per_group", "suite", "failure_videos")
             out.append({"job_id": job.id, "finished_at": job.finished_at, "created_by": job.created_by,
                         **{k: result.get(k) for k in keys}})  # fmt: skip
             if len(out) >= limit:

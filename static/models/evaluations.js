@@ -1,6 +1,7 @@
 // Evaluation jobs of a model (POST /api/models/{id}/evaluate, GET …/evaluations): the Evaluate form (rollouts per
 // colour on the test seeds, every sim colour), the table of finished evaluations (success with its Wilson interval
-// per task/colour, grounding, uncertainty AUROC), and, in the comparison, both models' evaluations on the same
+// per task/colour, grounding, uncertainty AUROC, the failed rollouts' videos one click away), and, in the
+// comparison, both models' evaluations on the same
 // seeds with the difference and its 95% interval. The job itself is followed in the Train tab's job list.
 
 import { api, get } from "../common/api.js";
@@ -62,15 +63,29 @@ export async function loadEvaluations(id) {
   if (!M.el.evaluations || M.detail?.id !== id) return;
   if (!data.length) return M.el.evaluations.replaceChildren("no evaluation yet");
   const groups = [...new Set(data.flatMap((e) => Object.keys(e.per_group || {})))];
-  const head = h("tr", {}, ...["job", "finished", "seeds", "success", ...groups, "grounding", "AUROC (max)"]
-    .map((t) => h("th", {}, t)));
+  const head = h("tr", {}, ...["job", "finished", "seeds", "success", ...groups, "grounding", "AUROC (max)",
+    "failures' videos"].map((t) => h("th", {}, t)));
+  const player = h("div", { id: "vla-models-eval-player" });
   const rows = data.map((e) => h("tr", { "data-job-id": e.job_id },
     h("td", {}, String(e.job_id)), h("td", {}, (e.finished_at || "").replace("T", " ").slice(0, 19)),
     h("td", {}, seedsText(e.seeds)), h("td", { class: "vla-models-eval-success" }, successText(e.overall)),
     ...groups.map((g) => h("td", {}, successText(e.per_group?.[g]))),
-    h("td", {}, pct(e.overall?.grounding_rate)), h("td", {}, show(e.overall?.uncertainty_auroc_max))));
+    h("td", {}, pct(e.overall?.grounding_rate)), h("td", {}, show(e.overall?.uncertainty_auroc_max)),
+    h("td", { class: "vla-models-eval-videos" }, ...failureButtons(e, player))));
   M.el.evaluations.replaceChildren(h("table", { class: "vla-models-diff", id: "vla-models-eval-table" },
-    h("thead", {}, head), h("tbody", {}, ...rows)));
+    h("thead", {}, head), h("tbody", {}, ...rows)), player);
+}
+
+/** One button per failed rollout with a video: a click plays it below the table (GET /api/jobs/{id}/videos/…). */
+function failureButtons(e, player) {
+  const videos = e.failure_videos || [];
+  if (!videos.length) return [e.failure_videos ? "none failed" : "—"];
+  return videos.map((v) => button(`${v.group} #${v.seed}`, () => {
+    const src = `/api/jobs/${e.job_id}/videos/${encodeURIComponent(v.video)}`;
+    player.replaceChildren(h("div", {}, `job ${e.job_id}, ${v.group}, seed ${v.seed} (failed) `,
+      h("a", { href: src, download: v.video }, "download")),
+      h("video", { src, controls: true, autoplay: true, class: "vla-models-eval-video" }));
+  }, { class: "vla-models-eval-video-button", title: "play this failed rollout with the attention overlay" }));
 }
 
 /** The comparison's evaluations on the same seeds: A, B, A − B with Newcombe's 95% interval. */

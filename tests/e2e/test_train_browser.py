@@ -167,6 +167,16 @@ def test_engineer_trains_follows_and_compares(server, browser, episodes, tmp_pat
         "pick/green",
         "pick/blue",
     }
+    # Each failed rollout is one click from its video, with the attention overlay (Chromium decodes the MP4).
+    videos = evaluation["failure_videos"]
+    assert len(videos) == 3 - evaluation["overall"]["successes"]
+    if videos:
+        page.click(".vla-models-eval-video-button")
+        page.wait_for_function("document.querySelector('#vla-models-eval-player video')?.readyState >= 1",
+                               timeout=15_000)  # fmt: skip
+        assert f"seed {videos[0]['seed']}" in page.inner_text("#vla-models-eval-player")
+    else:
+        assert "none failed" in page.inner_text("#vla-models-eval-table .vla-models-eval-videos")
     assert not page.errors, page.errors
 
 

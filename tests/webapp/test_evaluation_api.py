@@ -178,3 +178,30 @@ def test_an_evaluation_told_new_words_uses_them(app, register) -> None:
                                                                   instructions=told))  # fmt: skip
     assert [e["instruction"] for e in report["per_episode"]] == [
         "could you lift the green cube", "I need the green cube lifted", "could you lift the green cube"]
+
+
+def test_the_failures_videos_are_one_click_away(client, app, register) -> None:
+    """An evaluation keeps an MP4 of every failed rollout (an untrained model in 5 steps fails them all), lists
+    them with the model's evaluations and serves them; names that are not its videos are 404, and `none` keeps
+    none."""
+    model = register("pick")
+    job = client.post(f"/api/models/{model.id}/evaluate", json={**FAST, "colours": ["red"]}).json()
+    quiet = client.post(f"/api/models/{model.id}/evaluate", json={**FAST, "colours": ["red"], "videos": "none"}).json()
+    assert client.post(f"/api/models/{model.id}/evaluate", json={"videos": "some"}).status_code == 422
+    assert run_queued_jobs(app) == 2
+    result = client.get(f"/api/jobs/{job['id']}").json()["result"]
+    failures = result["overall"]["episodes"] - result["overall"]["successes"]
+    assert failures >= 1  # 5 steps cannot lift a cube
+    videos = result["failure_videos"]
+    assert len(videos) == failures and {v["group"] for v in videos} == {"pick/red"}
+    assert videos[0]["video"] == f"pick_red_{videos[0]['seed']}.mp4"
+    listed = client.get(f"/api/models/{model.id}/evaluations").json()["data"]
+    assert next(e for e in listed if e["job_id"] == job["id"])["failure_videos"] == videos
+    r = client.get(f"/api/jobs/{job['id']}/videos/{videos[0]['video']}")
+    assert r.status_code == 200 and r.headers["content-type"] == "video/mp4" and r.content[4:8] == b"ftyp"
+    rows = client.get("/api/rollouts", params={"job_id": job["id"], "outcome": "failure"}).json()["data"]
+    assert {row["extra"]["video"] for row in rows} == {v["video"] for v in videos}
+    for bad in ("evaluation.json", "..%2Fevaluation.json", "pick_red_1.mp4", "pick_red_100000.mp4.tmp"):
+        assert client.get(f"/api/jobs/{job['id']}/videos/{bad}").status_code == 404, bad
+    assert client.get(f"/api/jobs/{quiet['id']}").json()["result"]["failure_videos"] == []
+    assert client.get("/api/jobs/999/videos/pick_red_100000.mp4").status_code == 404

@@ -137,7 +137,7 @@ def test_jobs_are_read_by_everyone_and_steered_by_all_but_managers(app) -> None:
     guard for operators (their own exports: webapp.permissions.refuse_unless_may_manage_job, tested in
     test_jobs_api), engineers and admins, never managers."""
     operations = [(m, p) for m, p in _operations(app) if p.startswith("/api/jobs")]
-    assert len(operations) == 6
+    assert len(operations) == 7  # list, read, log, metrics, videos; cancel, retry
     for method, path in operations:
         who = [r for r in ROLES if allowed(r, ROUTE_PERMISSIONS[(method, path)])]
         expected = ROLES if method == "GET" else ["operator", "engineer", "admin"]

@@ -28,6 +28,7 @@ def evaluate_model(
     request = EvaluationRequest(
         model_id=model_id, tasks=tuple(body.tasks), colours=tuple(body.colours) if body.colours else None,
         episodes=body.episodes, seed_bases=body.seed_bases, max_steps=body.max_steps, suite=body.suite,
+        videos=body.videos,
     )  # fmt: skip
     job = submit_evaluation(jobs, models, request, user=user.name)
     audit(Action.EVALUATION_LAUNCH, "job", job.id, model_id=model_id, seeds=job.config["seeds"])

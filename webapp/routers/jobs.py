@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
-from fastapi.responses import PlainTextResponse
+from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi.responses import FileResponse, PlainTextResponse
 
 from backend.jobs import job_dir
 from backend.jobs.files import read_log_tail, read_metrics
@@ -99,3 +99,25 @@ def job_metrics(
     job = jobs.get(job_id)
     records, next_after = read_metrics(job_dir(settings.data_dir, job.id) / METRICS_NAME, after=after, limit=limit)
     return JobMetricsOut(records=records, next=next_after)
+
+
+@router.get(
+    "/{job_id}/videos/{name}",
+    response_class=FileResponse,
+    responses={200: {"content": {"video/mp4": {}}}, **error_responses(404)},
+)
+def job_video(
+    job_id: IdPath,
+    name: Annotated[str, Path(max_length=80, description="<task>_<colour>_<seed>.mp4, as the job's result lists")],
+    jobs: JobsDep,
+    settings: SettingsDep,
+) -> FileResponse:
+    """One rollout video of an evaluation job (its result's `failure_videos`): the cameras side by side with the
+    attention overlay, uncertainty and outcome. Range requests work, so the browser's player can seek."""
+    from backend.jobs.evaluate import evaluation_video
+
+    job = jobs.get(job_id)
+    path = evaluation_video(job_dir(settings.data_dir, job.id), name)
+    if path is None:
+        raise HTTPException(404, f"job {job_id} has no video {name!r}")
+    return FileResponse(path, media_type="video/mp4")
