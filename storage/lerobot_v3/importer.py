@@ -12,8 +12,8 @@ call created it).
 from __future__ import annotations
 
 import json
-import math
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -403,7 +403,8 @@ def _episode_rows(root: Path, ep: _Episode, cache: dict[Path, pa.Table]) -> pa.T
     table = cache.get(ep.data_file)
     if table is None:
         cache.clear()  # keep one data file in memory; episodes are in file order
-        wanted = list(_DATA_COLUMNS) + [c for c in (F.INTERVENTION, F.ACTOR, F.UNCERTAINTY) if c in _parquet_columns(ep.data_file)]
+        present = _parquet_columns(ep.data_file)
+        wanted = list(_DATA_COLUMNS) + [c for c in (F.INTERVENTION, F.ACTOR, F.UNCERTAINTY) if c in present]
         table = _read_parquet(root, ep.data_file, "data file", wanted)
         cache[ep.data_file] = table
     sel = np.flatnonzero(table.column(F.EPISODE_INDEX).to_numpy() == ep.index)
