@@ -154,6 +154,8 @@ class EpisodePublic(_Out):
     version: int = Field(1, description="annotation version: send it back with an edit (optimistic concurrency)")
     deleted_at: datetime | None = Field(None, description="in the trash since (null: live)")
     quality_flags: dict[str, str] = Field({}, description="{flag: what was measured}")
+    extra: dict[str, Any] = Field({}, description="what the recorder noted: for a policy rollout or correction the "
+                                  "model (id, name, version), interventions and their frames")
 
     @field_validator("cameras", mode="before")
     @classmethod

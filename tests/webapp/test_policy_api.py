@@ -132,7 +132,9 @@ def test_a_correction_takes_signals_carry_uncertainty_and_interventions(app_and_
         return {**synthetic_step(i, cameras), "actor": actors[i], "intervention": actors[i] == "teleop",
                 "uncertainty": 0.25 * i if actors[i] == "policy" else None}  # fmt: skip
 
-    corrected = record_episode(store, len(actors), step=step, source="intervention")
+    model = {"id": 7, "name": "pick", "version": 2}
+    corrected = record_episode(store, len(actors), step=step, source="intervention", extra={"model": model})
+    assert engineer.get(f"/api/episodes/{corrected}").json()["extra"]["model"] == model  # which model was corrected
     sig = engineer.get(f"/api/episodes/{corrected}/signals").json()
     assert sig["actor"] == actors and sig["intervention"] == [False] * 3 + [True] * 2
     assert sig["uncertainty"] == [0.0, 0.25, 0.5, None, None]
