@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -44,11 +45,16 @@ def create_app(settings: Settings, *, session, store, ui: bool = True, auth: Aut
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        # Continual learning acts on ended rollouts on a thread of its own, one at a time in order: a retrain builds
+        # a snapshot (copies of the corrected stretches), which must not hold up the request that ended the take.
+        app.state.rules_runner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="continual-learning")
         session.start()
         try:
             yield
         finally:
-            session.stop()
+            session.stop()  # ends a live rollout: its rule check is queued before the runner stops
+            app.state.rules_runner.shutdown(wait=True)
+            app.state.rules_runner = None
 
     # /docs and /redoc come from install_api_docs: FastAPI's own pages fetch Swagger UI and ReDoc from a CDN.
     # The body limit (a bigger body gets 413 before it is read) is webapp.security.BodyLimit, not FastAPI's
@@ -67,14 +73,30 @@ def create_app(settings: Settings, *, session, store, ui: bool = True, auth: Aut
     app.state.models = ModelRegistry(store.session_factory, settings.models_dir, audit=app.state.auth.audit)
     app.state.rollouts = RolloutLog(store.session_factory)
 
-    def log_rollout(record: dict) -> None:
-        """Every live policy rollout the session ends lands in SQL; a correction may trigger continual learning."""
-        app.state.rollouts.record(record)
+    app.state.rules_runner = None  # the lifespan's (see above)
+
+    def apply_rules(record: dict) -> None:
         try:
             on_rollout(record, curation=app.state.curation, registry=app.state.models, queue=app.state.jobs)
         except Exception:  # the rollout is logged; a failing rule must not look like a lost rollout
             log.exception("continual learning could not act on rollout of model %s", record.get("model_id"))
 
+    def log_rollout(record: dict) -> None:
+        """Every live policy rollout the session ends lands in SQL now; a correction may then trigger continual
+        learning (apply_rules, on the rules runner)."""
+        app.state.rollouts.record(record)
+        if not record.get("interventions"):  # only corrections count toward a rule
+            return
+        runner = app.state.rules_runner
+        if runner is None:  # the app is not serving (a session driven directly): act here
+            apply_rules(record)
+            return
+        try:
+            runner.submit(apply_rules, record)
+        except RuntimeError:  # shutting down: the next correction's check counts this one too
+            log.warning("continual learning is stopped; rollout of model %s not checked", record.get("model_id"))
+
+    app.state.log_rollout = log_rollout
     if hasattr(session, "set_rollout_sink"):
         session.set_rollout_sink(log_rollout)
     install_error_handlers(app)

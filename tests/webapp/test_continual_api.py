@@ -108,3 +108,22 @@ def test_the_gate_promotes_only_what_the_interval_supports(store, child, parent_
     assert ("promoted" if promoted else "stays a candidate") in registry.notes[2]
     assert out["reason"] == LearningRules(store.session_factory).get("pick").last_event
     assert decide(gate, registry=FakeRegistry({2: [child]}), session_factory=store.session_factory) is None  # waits
+
+
+def test_a_correction_is_logged_at_once_and_its_rule_checked_beside_the_request(client, app, parent, monkeypatch):
+    """The rollout row is in SQL when the sink returns; the rule (which may build a snapshot) runs on the rules
+    runner's thread, not on the thread of the request or save that ended the take."""
+    import threading
+
+    import webapp.app as webapp_app
+
+    checked_on = []
+    note_thread = lambda record, **_: checked_on.append(threading.current_thread().name)  # noqa: E731
+    monkeypatch.setattr(webapp_app, "on_rollout", note_thread)
+    record = {"kind": "live", "model_id": parent.id, "task": "pick", "steps": 3, "interventions": 1,
+              "auto_success": False}  # fmt: skip
+    app.state.log_rollout(record)
+    app.state.log_rollout({**record, "interventions": 0})  # no correction: no rule to check
+    assert client.get("/api/rollouts", params={"model_id": parent.id}).json()["count"] == 2
+    app.state.rules_runner.submit(lambda: None).result(timeout=60)  # the runner is ordered: the check ran
+    assert len(checked_on) == 1 and checked_on[0].startswith("continual-learning")
