@@ -47,14 +47,16 @@ def create_app(settings: Settings, *, session, store, ui: bool = True, auth: Aut
     async def lifespan(app: FastAPI):
         # Continual learning acts on ended rollouts on a thread of its own, one at a time in order: a retrain builds
         # a snapshot (copies of the corrected stretches), which must not hold up the request that ended the take.
-        app.state.rules_runner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="continual-learning")
+        # Lifespans may nest (two test clients of one app): each has its own runner and puts the outer one back.
+        outer = app.state.rules_runner
+        runner = app.state.rules_runner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="continual-learning")
         session.start()
         try:
             yield
         finally:
             session.stop()  # ends a live rollout: its rule check is queued before the runner stops
-            app.state.rules_runner.shutdown(wait=True)
-            app.state.rules_runner = None
+            runner.shutdown(wait=True)
+            app.state.rules_runner = outer
 
     # /docs and /redoc come from install_api_docs: FastAPI's own pages fetch Swagger UI and ReDoc from a CDN.
     # The body limit (a bigger body gets 413 before it is read) is webapp.security.BodyLimit, not FastAPI's
