@@ -137,6 +137,7 @@ class PolicySource:
         self._request: tuple[int, dict, str, int] | None = None  # (tick, obs batch, instruction, generation)
         self._done: _Prediction | None = None
         self._busy = False
+        self._busy_since: float | None = None  # perf_counter when the request in flight was handed over
         self._closed = False
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
@@ -235,7 +236,7 @@ class PolicySource:
                     return
                 tick, batch, instruction, generation = self._request
                 self._request, self._busy = None, True
-            started = time.perf_counter()
+                started = self._busy_since = time.perf_counter()
             try:
                 output = self.policy.predict(batch, instruction)
                 result = _Prediction(tick, output, time.perf_counter() - started, generation)
@@ -245,7 +246,7 @@ class PolicySource:
                 log.exception("policy prediction failed")
                 result = None
             with self._lock:
-                self._busy = False
+                self._busy, self._busy_since = False, None
                 if result is not None and result.generation == self._generation:
                     self._done = result
 
@@ -266,6 +267,7 @@ class PolicySource:
         last = self.last
         lat = list(self.stats.latencies_ms)
         scores = self.stats.uncertainties
+        busy_since = self._busy_since
         return {
             "model": {"id": self.model.id, "name": self.model.name, "version": self.model.version},
             "asynchronous": self.asynchronous,
@@ -280,6 +282,11 @@ class PolicySource:
             "help": {"asking": self.help.asking, "prompts": self.help.prompts, "k": self.help.k},
             "errors": self.stats.errors,
             "last_error": self.last_error,
+            # how long the prediction in flight has taken so far (None: none in flight), and whether the inference
+            # thread runs: what tells "slow" from "stuck" when no chunk arrives
+            "in_flight_s": None if busy_since is None else round(time.perf_counter() - busy_since, 2),
+            "inference_thread": None if not self.asynchronous else bool(self._thread and self._thread.is_alive()),
+            "restarts": getattr(self.policy, "restarts", 0),  # fresh policy processes (policy_process.py)
         }
 
     def overlay(self, robot=None) -> dict | None:

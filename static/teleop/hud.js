@@ -62,5 +62,8 @@ function policyLines(p) {
       `threshold ${num(p.threshold)}`,
     `help        ${p.help.asking ? "ASKING" : "not asking"}   asked ${p.help.prompts}× (after ${p.help.k} in a row)` +
       `   predictions ${p.predictions}   errors ${p.errors}`,
+    ...(p.in_flight_s > 1 ? [`inference   waiting ${p.in_flight_s.toFixed(1)} s for a prediction` +
+      (p.restarts ? `   (${p.restarts} restart(s))` : "")] : []),
+    ...(p.last_error ? [`last error  ${p.last_error.split("\n")[0]}`] : []),
   ];
 }

@@ -49,6 +49,10 @@ def test_served_predictions_equal_in_process_ones_and_a_kill_is_an_error(saved):
         served._proc.join(10)
         with pytest.raises(PolicyProcessError, match="died"):
             served.predict(batch(0), "pick up the red cube")
+        again = served.predict(batch(1), "pick up the red cube")  # the next one starts a fresh server
+        want = model.predict_chunk(batch(1), ["pick up the red cube"]).numpy()
+        np.testing.assert_allclose(again.actions, want.actions, atol=1e-5)
+        assert served.restarts == 1 and served.alive
     finally:
         served.close()
     assert not served.alive
@@ -59,3 +63,23 @@ def test_a_folder_that_does_not_load_is_a_clear_error(tmp_path, saved):
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(PolicyProcessError, match="could not load"):
         ProcessPolicy(tmp_path, cameras=("front",), config=model.config)
+
+
+def test_a_server_that_stops_answering_is_an_error_with_its_stack_not_a_hang(saved):
+    model, folder = saved
+    served = ProcessPolicy(folder, cameras=model.config.cameras, config=model.config, predict_timeout_s=2)
+    try:
+        idle = served.dump_stacks()  # faulthandler's text: the child waits for a request in _serve
+        assert "_serve" in idle and "most recent call first" in idle
+        stuck = served._proc.pid
+        os.kill(stuck, signal.SIGSTOP)  # frozen: it never answers (and cannot write its stack either)
+        with pytest.raises(PolicyProcessError, match="no answer in 2 s") as err:
+            served.predict(batch(0), "pick up the red cube")
+        assert "did not answer SIGUSR1" in str(err.value)
+        assert not served.alive  # the stuck child was killed ...
+        served.predict(batch(0), "pick up the red cube")  # ... and the next prediction has a fresh one
+        assert served.restarts == 1 and served._proc.pid != stuck
+    finally:
+        served.close()
+    with pytest.raises(PolicyProcessError, match="closed"):
+        served.predict(batch(0), "pick up the red cube")

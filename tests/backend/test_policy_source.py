@@ -153,12 +153,15 @@ def test_asynchronous_inference_never_blocks_a_tick_and_skips_the_steps_it_misse
     for _ in range(3):  # the prediction from tick 0's observation is still running: the loop holds the arm
         session.step()
     np.testing.assert_allclose(robot.state()[:6], q0[:6], atol=1e-4)
-    assert session.status()["policy"]["predictions"] == 0
+    wait_for(lambda: source._busy, what="the inference thread to take the request")
+    st = session.status()["policy"]
+    assert st["predictions"] == 0 and st["in_flight_s"] >= 0 and st["inference_thread"] is True  # slow, not stuck
     gate.set()  # the prediction finishes (from the state of tick 0)
     wait_for(lambda: source._done is not None, what="the prediction")
     session.step()  # tick 3: chunk of tick 0, action index 3
     st = session.status()["policy"]
     assert st["predictions"] == 1 and st["chunk_age_ticks"] == 3 and st["latency_ms_p50"] > 0
+    assert st["restarts"] == 0
     target = q0[:6] + 0.002 * 4  # chunk[3] = s0 + 4 * step
     np.testing.assert_allclose(robot._last_action[:6], target, atol=1e-5)  # what the safety filter passed on
     gate.set()

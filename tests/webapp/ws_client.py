@@ -25,6 +25,15 @@ def next_frame(ws) -> dict:
             return {**header, "images": images}
 
 
+def take_control(ws) -> dict:
+    """Say hello asking for the lease and wait until it is granted. Taking control switches the robot to teleop
+    (webapp/ws.py), so a test that starts another source must do it after this, not race the hello."""
+    ws.send_text('{"type": "hello", "control": true}')
+    lease = next_text(ws, "lease")
+    assert lease["granted"], lease
+    return lease
+
+
 def frame_with_overlay(ws, max_frames: int = 3000) -> dict:
     """The first frame that carries a policy overlay (the first prediction is computed beside the loop). Fails
     after `max_frames` frames without one, with the policy's status (errors, last error) in the message, instead
@@ -34,4 +43,6 @@ def frame_with_overlay(ws, max_frames: int = 3000) -> dict:
         if "overlay" in frame:
             return frame
         frame = next_frame(ws)
-    raise AssertionError(f"no policy overlay in {max_frames} frames; policy status: {frame['status'].get('policy')}")
+    st = frame["status"]
+    raise AssertionError(f"no policy overlay in {max_frames} frames; source {st['source']!r}, last event "
+                         f"{st.get('last_event')!r}; policy status: {st.get('policy')}")  # fmt: skip
