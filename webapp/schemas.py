@@ -89,6 +89,12 @@ class OverlaysIn(_In):
     enabled: bool
 
 
+class TakeoverIn(_In):
+    by: Literal["teleop", "expert"] = Field(
+        "teleop", description="who drives instead: the operator, or (sim) the scripted expert from the current state"
+    )
+
+
 class EstopIn(_In):
     engaged: bool
 

@@ -2,7 +2,8 @@
 tick (steps, the task's success, the operator's takeovers), ended by a reset, a saved take, the policy unloaded,
 the session stopped or an abort. The ended record (storage.models.Rollout's columns) goes to a sink, the
 rollout log (backend.services.rollout_log.RolloutLog.record), which the web layer installs; the session calls the
-sink off the loop thread.
+sink off the loop thread. The operator (teleop) or the sim's scripted expert driving during the rollout is a
+correction (CORRECTING_SOURCES).
 """
 
 from __future__ import annotations
@@ -14,6 +15,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+# Sources that correct the policy when they drive during its rollout: the operator (teleop) or, in the sim, the
+# scripted expert planning from the current state (an automatic corrector, as DAgger's expert).
+CORRECTING_SOURCES = ("teleop", "expert")
 
 
 @dataclass
@@ -52,9 +57,9 @@ class RolloutTracker:
             r = self.current = LiveRollout(started_at=datetime.now(UTC), started_clock=now, **info)
         r.steps += 1
         r.success_ever |= bool(success)
-        if source == "teleop":
+        if source in CORRECTING_SOURCES:
             r.intervention_frames += 1
-            if r.last_source != "teleop":
+            if r.last_source not in CORRECTING_SOURCES:
                 r.interventions += 1
         r.last_source = source
 

@@ -55,7 +55,7 @@ from backend.control.hub import FrameHub, FrameSubscription
 from backend.control.lease import DEFAULT_LEASE_TIMEOUT_S, ControlLease
 from backend.control.ratelog import RateLimitedLog
 from backend.control.recording import episode_meta_from_robot
-from backend.control.rollout_tracker import RolloutTracker
+from backend.control.rollout_tracker import CORRECTING_SOURCES, RolloutTracker
 from backend.control.safety import SafetyFilter, robot_forward_kinematics
 from backend.control.session_policy import PolicyControl
 from backend.control.sources import CommandSource, ExpertSource, IdleSource, TeleopSource
@@ -349,14 +349,14 @@ class RobotSession(PolicyControl):
                     return
                 # An operator driving while the policy's rollout is on (they took over) is correcting it (HG-DAgger's
                 # signal); after the policy was stopped, or before it ever drove, teleop is plain teleop.
-                intervention = source_name == "teleop" and self._rollouts.current is not None
+                intervention = source_name in CORRECTING_SOURCES and self._rollouts.current is not None
                 policy = self.policy if source_name == "policy" else None
                 score = policy.stats.uncertainties[-1] if policy is not None and policy.stats.uncertainties else None
                 take.recorder.add_frame(images=prev_obs.images, state=prev_obs.state, action=action,
                                         actor=source_name, intervention=intervention, uncertainty=score)  # fmt: skip
                 if intervention:
                     take.intervention_frames += 1
-                    if take.last_actor != "teleop":
+                    if take.last_actor not in CORRECTING_SOURCES:
                         take.interventions += 1
                 take.last_actor = source_name
                 take.sources_used.add(source_name)

@@ -10,6 +10,8 @@ import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+from backend.control.rollout_tracker import CORRECTING_SOURCES
+
 log = logging.getLogger("backend.control.session")
 
 
@@ -36,18 +38,23 @@ class PolicyControl:
         """The installed PolicySource, or None."""
         return self._sources.get("policy")
 
-    def take_over(self) -> None:
+    def take_over(self, by: str = "teleop") -> None:
         """The operator takes over from the policy (within one tick); a take in progress goes on recording, its
-        frames from now flagged `intervention` until the policy gets control back (`hand_back`)."""
+        frames from now flagged `intervention` until the policy gets control back (`hand_back`). `by="expert"`:
+        the sim's scripted expert corrects instead, planning from the current state (DAgger's expert)."""
+        if by not in CORRECTING_SOURCES or by not in self._sources:
+            available = [s for s in CORRECTING_SOURCES if s in self._sources]
+            raise ValueError(f"cannot take over by {by!r}; this robot offers {', '.join(available)}")
         if self._source.name != "policy" and not (self.policy is not None and self._source.name == "idle"):
             raise ValueError(f"the policy is not driving (source {self._source.name!r}); nothing to take over")
         self._taking_over = True
         try:
-            self.set_source("teleop")
+            self.set_source(by)
         finally:
             self._taking_over = False
-        self.mailbox.clear()  # the operator starts from a standstill, not from a stale command
-        self._event("operator took over from the policy")
+        if by == "teleop":
+            self.mailbox.clear()  # the operator starts from a standstill, not from a stale command
+        self._event("operator took over from the policy" if by == "teleop" else "the scripted expert took over")
 
     def hand_back(self) -> None:
         """Give control back to the policy after a takeover: it predicts afresh from the current observation."""

@@ -28,7 +28,8 @@ export function buildPolicy(E) {
   E.helpText = h("span", {}, "");
   E.help = h("div", { id: "vla-help", class: "vla-help", role: "alertdialog", hidden: true },
     h("strong", {}, "The policy asks for help "), E.helpText,
-    button("Take over (O)", takeOver, { id: "vla-takeover" }),
+    button("Take over (O)", () => takeOver(), { id: "vla-takeover" }),
+    E.expertTakeover = button("Let the expert correct", () => takeOver("expert"), { id: "vla-expert-takeover" }),
     button("Continue", keepGoing, { id: "vla-continue" }),
     button("Stop", () => setSource("idle"), { id: "vla-stop-policy" }));
   E.stepIn = [...E.help.querySelectorAll("button"), E.policyStart, E.policyStop, E.handback];
@@ -80,10 +81,15 @@ async function setSource(name) {
   if (st) { S.status = st; say(name === "policy" ? "the policy drives" : "policy stopped"); render(); }
 }
 
-/** Drive instead of the policy (button, banner, hotkey O); the take records the correction. */
-export async function takeOver() {
-  const st = await robot("policy/takeover");
-  if (st) { S.status = st; say("you drive: hand back (P) when done"); render(); }
+/** Drive instead of the policy (button, banner, hotkey O), or let the sim's scripted expert correct it from where
+ *  the arm is (by = "expert"); the take records the correction either way. */
+export async function takeOver(by = "teleop") {
+  const st = await robot("policy/takeover", { by });
+  if (st) {
+    S.status = st;
+    say(by === "expert" ? "the scripted expert corrects: hand back (P) when it is done" : "you drive: hand back (P) when done");
+    render();
+  }
 }
 
 /** Give control back to the policy after a takeover (button, hotkey P). */
@@ -107,12 +113,13 @@ export function renderPolicy() {
   E.help.hidden = !asking;
   if (p) E.helpText.textContent = `(uncertainty ${p.uncertainty ?? "—"} above ${p.threshold ?? "—"}, `
     + `${p.help.k} predictions in a row) `;
-  E.handback.hidden = !(p && st.source === "teleop");
+  E.expertTakeover.hidden = !(st.sources || []).includes("expert");  // the sim has one; a real arm does not
+  E.handback.hidden = !(p && ["teleop", "expert"].includes(st.source));
   E.policyStart.disabled = !p || !drive || st.source === "policy";
   E.policyStop.disabled = !p || !drive || st.source !== "policy";
   for (const el of [...E.help.querySelectorAll("button"), E.handback]) el.disabled = !drive;
   const what = !p ? "" : st.source === "policy" ? (asking ? " · asking for help" : " · driving")
-    : st.source === "teleop" ? " · operator drives" : " · loaded";
+    : st.source === "teleop" ? " · operator drives" : st.source === "expert" ? " · expert corrects" : " · loaded";
   E.policyInfo.textContent = p ? `${p.model.name} v${p.model.version ?? "?"}${what}` : "no policy loaded";
   E.policyInfo.className = `vla-badge ${asking ? "vla-rec" : p && st.source === "policy" ? "vla-ok" : ""}`;
 }

@@ -323,6 +323,38 @@ def test_each_live_rollout_lands_in_sql_with_its_outcome_and_interventions(sessi
     assert second.outcome == "failure" and second.auto_success is False  # the cube was never lifted
 
 
+def test_the_scripted_expert_corrects_the_policy_from_where_the_arm_is(session, store, rollout_log):
+    """take_over("expert"): the sim's expert replans from the current state and lifts the cube; its frames are the
+    correction (actor "expert", intervention flagged), which is what the DAgger benchmark retrains on."""
+    session.set_rollout_sink(rollout_log.record)
+    session.reset(seed=5, task="pick", colour="red")
+    session.set_policy(PolicySource(ScriptedPolicy(chunk=4, coeff=0.01, step=0.01), model=model_info(),
+                                    asynchronous=False))  # fmt: skip
+    session.start_recording("erin", "corrections")
+    session.set_source("policy")
+    for _ in range(10):  # the scripted policy drifts the joints away from the start pose
+        session.step()
+    with pytest.raises(ValueError, match="cannot take over by 'robot'"):
+        session.take_over("robot")
+    session.take_over("expert")
+    assert session.status()["source"] == "expert"
+    for _ in range(200):
+        session.step()
+        if session.status()["success"]:
+            break
+    assert session.status()["success"], "the expert did not lift the cube from where the policy left the arm"
+    episode_id = session.save_recording(success=True)
+
+    info = store.get_episode(episode_id)
+    assert info.source == "intervention" and info.extra["interventions"] == 1 and info.auto_success
+    table = store.read_table(episode_id)
+    actors, flags = table.column(ACTOR).to_pylist(), table.column(INTERVENTION).to_pylist()
+    assert actors[:10] == ["policy"] * 10 and set(actors[10:]) == {"expert"}
+    assert flags == [a == "expert" for a in actors]
+    (row,) = rollout_log.list()
+    assert row.interventions == 1 and row.intervention_frames == len(actors) - 10 and row.outcome == "success"
+
+
 def test_a_non_finite_policy_action_is_held_and_the_rollout_logged_as_aborted(session, robot, rollout_log):
     class NaNPolicy(ScriptedPolicy):
         def predict(self, batch, instruction):

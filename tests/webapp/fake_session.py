@@ -151,10 +151,10 @@ class FakeRobotSession:
             self.source = "idle"
         self.policy = source
 
-    def take_over(self) -> None:
+    def take_over(self, by: str = "teleop") -> None:
         if self.source != "policy":
             raise ValueError("the policy is not driving")
-        self.source = "teleop"
+        self.source = by
 
     def hand_back(self) -> None:
         if self.policy is None:

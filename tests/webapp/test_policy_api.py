@@ -62,6 +62,9 @@ def test_engineer_loads_starts_takes_over_and_hands_back(app_and_robot, engineer
         assert engineer.post("/api/robot/policy/continue", json={}).status_code == 400  # it is not asking
         assert engineer.post("/api/robot/policy/takeover", json={}).json()["source"] == "teleop"
         assert engineer.post("/api/robot/policy/handback", json={}).json()["source"] == "policy"
+        assert engineer.post("/api/robot/policy/takeover", json={"by": "robot"}).status_code == 422
+        assert engineer.post("/api/robot/policy/takeover", json={"by": "expert"}).json()["source"] == "expert"
+        assert engineer.post("/api/robot/policy/handback", json={}).json()["source"] == "policy"
     assert engineer.request("DELETE", "/api/robot/policy", json={}).json()["policy"] is None
 
 

@@ -13,7 +13,7 @@ from backend.services.audit import Action
 from backend.services.live_policy import install_policy
 from webapp.deps import AuditDep, ModelsDep, RobotSessionDep
 from webapp.errors import RobotSessionRoute, error_responses
-from webapp.schemas import OverlaysIn, PolicyLoadIn
+from webapp.schemas import OverlaysIn, PolicyLoadIn, TakeoverIn
 
 router = APIRouter(prefix="/robot/policy", tags=["robot"], route_class=RobotSessionRoute)
 LOAD_ERRORS = error_responses(
@@ -42,10 +42,12 @@ def unload(robot: RobotSessionDep, audit: AuditDep) -> dict:
 
 
 @router.post("/takeover", responses=error_responses(400))
-def takeover(robot: RobotSessionDep, audit: AuditDep) -> dict:
-    """The lease holder drives instead of the policy, from the next tick."""
-    robot.take_over()
-    audit(Action.POLICY_TAKEOVER, "robot")
+def takeover(robot: RobotSessionDep, audit: AuditDep, body: TakeoverIn | None = None) -> dict:
+    """The lease holder drives instead of the policy, from the next tick; `by: "expert"` lets the sim's scripted
+    expert correct it instead (400 on a robot without one)."""
+    by = body.by if body is not None else "teleop"
+    robot.take_over(by)
+    audit(Action.POLICY_TAKEOVER, "robot", by=by)
     return robot.status()
 
 
