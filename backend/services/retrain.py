@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from backend.jobs.train import PRESETS, TrainingRequest, submit_training
+from backend.jobs.train import OPTIONS, PRESETS, TrainingRequest, submit_training
 from storage.episode_edit import copy_stretch
 from storage.episode_meta import EpisodeInfo
 from storage.errors import NotFoundError
@@ -65,13 +65,18 @@ def launch_retrain(
     preset: str = "quick",
     user: str,
     after: dict[str, Any] | None = None,
+    options: dict[str, Any] | None = None,
 ) -> tuple[Any, Any]:
     """Build the snapshot (parent's snapshot + corrections) and queue the fine-tuning job; returns both.
+    `options`: TrainConfig fields over the preset, as a training job takes them (backend.jobs.train.OPTIONS).
     NotFoundError: unknown model, or one without a training snapshot; ValueError: a bad mode, no corrections."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if preset not in PRESETS:  # checked before anything is written
         raise ValueError(f"unknown preset {preset!r}; presets: {', '.join(PRESETS)}")
+    unknown = sorted(set(options or {}) - set(OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown training option(s) {', '.join(unknown)}; options: {', '.join(OPTIONS)}")
     parent = registry.get(model_id)
     if parent.snapshot_id is None:
         raise NotFoundError(f"{parent.label} has no training snapshot (imported?): nothing to extend")
@@ -98,6 +103,6 @@ def launch_retrain(
         description=f"{parent.label}'s training snapshot + {len(takes)} correction take(s), mode {mode}",
     )  # fmt: skip
     request = TrainingRequest(snapshot=snapshot.id, preset=preset, base_model=parent.id, model_name=parent.name,
-                              after=after)  # fmt: skip
+                              after=after, options=dict(options or {}))  # fmt: skip
     job = submit_training(queue, curation.snapshots, registry, request, user=user)
     return snapshot, job
