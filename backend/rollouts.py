@@ -144,7 +144,7 @@ def rollout_chunk(model_dir: str, group: str, seeds: Sequence[int], max_steps: i
     """(success, steps) of each seed's episode of `group` ("task/colour") with the policy saved in `model_dir`."""
     import torch
 
-    from backend.services.evaluation import run_episode
+    from backend.services.evaluation import headless_session, run_episode
     from backend.sim import SimConfig, SimRobot
     from vla_core.policies import load_policy
 
@@ -157,9 +157,11 @@ def rollout_chunk(model_dir: str, group: str, seeds: Sequence[int], max_steps: i
         if key not in _ROBOTS:
             _ROBOTS[key] = SimRobot(SimConfig(image_size=key[0], cameras=key[1]))
         robot = _ROBOTS[key]
+        session = headless_session(robot)
         out = []
         for seed in seeds:
-            r = run_episode(policy, robot, task_name=task, colour=colour, seed=int(seed), max_steps=max_steps)
+            r = run_episode(policy, robot, task_name=task, colour=colour, seed=int(seed), max_steps=max_steps,
+                            session=session)  # fmt: skip
             out.append((bool(r.success), int(r.steps)))
         return out
     finally:

@@ -30,6 +30,11 @@ Policies chosen here (documented for the webapp):
 - auto-stop: once the task's success predicate holds, recording continues for `auto_stop_settle_ticks` (10) more
   ticks, then the take is saved on a background thread with auto_success = human_success = True.
 
+Headless (`headless=True`): nobody watches, so a tick encodes no JPEG, builds no status and publishes nothing;
+with the loop thread never started, the caller runs `step()` as fast as it can. Closed-loop evaluation
+(backend.services.evaluation) and scripted demos (backend.services.demos) drive the sim this way: the same tick,
+safety filter, success predicate and recorder as the live robot, instead of loops of their own.
+
 Time: `clock` (default time.monotonic, injectable as in ControlLease) is the session's time: a command's age (the
 hold-still deadman), the lease, frame and take timestamps. The loop thread is paced, and its tick durations
 measured, on the real monotonic clock: those are wall-time facts (bench/bench_control.py reports them).
@@ -118,6 +123,7 @@ class RobotSession(PolicyControl):
         seed: int = 0,
         stats_window: int = 300,
         clock: Callable[[], float] = time.monotonic,
+        headless: bool = False,
     ) -> None:
         if not (isinstance(control_hz, int) and 0 < control_hz <= 1000):
             raise ValueError(f"control_hz must be an integer in 1..1000, got {control_hz!r}")
@@ -135,6 +141,7 @@ class RobotSession(PolicyControl):
         self.robot = robot
         self.store = store
         self.clock = clock
+        self.headless = bool(headless)
         self.control_hz = control_hz
         self.dt = 1.0 / control_hz
         self.command_timeout_s = command_timeout_s
@@ -328,6 +335,8 @@ class RobotSession(PolicyControl):
             self._end_rollout("aborted", aborted=abort)  # before the switch, which would end it as stopped
             self.set_source("idle")
             self._error(abort)
+        if self.headless:  # nobody watches: no JPEG, no status, nothing published
+            return Frame(tick, t_render, {}, [], self._last_seq, {}, overlay)
         jpeg = {name: encode_jpeg(obs.images[name], self.jpeg_quality) for name in self.camera_names}
         frame = Frame(
             tick=tick,
@@ -432,18 +441,20 @@ class RobotSession(PolicyControl):
                 self._rec = _Take(recorder, operator, dataset, source.record_as, self.clock(), {source.name})
         self._event(f"recording started ({source.record_as}, operator {operator!r}, dataset {dataset!r})")
 
-    def save_recording(self, success: bool) -> int:
-        """Stop and save the take with human_success=success and auto_success = the task's predicate now."""
-        if not isinstance(success, bool | np.bool_):
-            raise ValueError(f"success must be True or False, got {success!r}")
+    def save_recording(self, success: bool | None) -> int:
+        """Stop and save the take with human_success=success and auto_success = the task's predicate now
+        (success None: nobody judged it, as for scripted demos: only the automatic verdict is stored)."""
+        if success is not None and not isinstance(success, bool | np.bool_):
+            raise ValueError(f"success must be True, False or None, got {success!r}")
         with self._rec_lock:
             take, self._rec = self._rec, None
             if take is None:
                 raise NoRecordingError("no recording in progress")
             self._saving += 1
-        return self._save_take(take, human_success=bool(success), stopped_by="operator", counted=True)
+        verdict = None if success is None else bool(success)
+        return self._save_take(take, human_success=verdict, stopped_by="operator", counted=True)
 
-    def _save_take(self, take: _Take, *, human_success: bool, stopped_by: str, counted: bool) -> int:
+    def _save_take(self, take: _Take, *, human_success: bool | None, stopped_by: str, counted: bool) -> int:
         rec = take.recorder
         try:
             rec.meta.extra.update(
@@ -560,10 +571,14 @@ class RobotSession(PolicyControl):
     def sources(self) -> tuple[str, ...]:
         return tuple(self._sources)
 
-    def add_source(self, source: CommandSource) -> None:
-        """Register another command source (e.g. a policy) under `source.name`."""
-        if source.name in self._sources:
+    def add_source(self, source: CommandSource, *, replace: bool = False) -> None:
+        """Register another command source (e.g. a policy) under `source.name`; `replace` swaps one registered
+        under that name (not while it drives: switch away first)."""
+        old = self._sources.get(source.name)
+        if old is not None and not replace:
             raise ValueError(f"a source named {source.name!r} exists")
+        if old is not None and (source.name in ("idle", "teleop", "expert", "policy") or old is self._source):
+            raise ValueError(f"source {source.name!r} cannot be replaced now (built in, or driving)")
         self._sources[source.name] = source
 
     def _activate(self, source: CommandSource) -> None:
@@ -639,7 +654,7 @@ class RobotSession(PolicyControl):
                 self._source.deactivate()
                 self._source = self._sources["idle"]
             tick = self._tick
-        if not self.running:  # viewers see the new scene even with the loop stopped
+        if not self.running and not self.headless:  # viewers see the new scene even with the loop stopped
             jpeg = {name: encode_jpeg(obs.images[name], self.jpeg_quality) for name in self.camera_names}
             st = self.status()
             self.hub.publish(Frame(tick, self.clock(), jpeg, [float(x) for x in obs.state], self._last_seq, st))

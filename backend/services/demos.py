@@ -5,10 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
-
-from backend.control.recording import episode_meta_from_robot
-from backend.sim import SimConfig, SimRobot, make_expert, make_task
+from backend.sim import SimConfig, SimRobot, make_task
 from storage.episode_store import EpisodeStore, validate_name
 
 # Frames kept after success is first detected, so a demo shows the object held, not a cut at the instant of success.
@@ -45,57 +42,52 @@ def record_demos(
 ) -> list[DemoResult]:
     """Roll out the scripted expert for seeds seed, seed+1, ... and save each take as a `scripted` episode.
 
-    Failed takes are saved too (auto_success=False): failures are training signal for later issues, and a manager
-    should see the expert's true success rate rather than a filtered one.
+    Each take is the live robot's own code run headless (backend.control.RobotSession with headless=True: the
+    expert as the session's command source, its safety filter, recorder and success predicate), stepped as fast as
+    the sim goes. Failed takes are saved too (auto_success=False): failures are training signal for later issues,
+    and a manager should see the expert's true success rate rather than a filtered one.
     """
+    from backend.control import RobotSession
+
     task = check_demo_request(dataset=dataset, task_name=task_name, colour=colour, episodes=episodes)
     robot = SimRobot(sim_config or SimConfig())
-    expert = make_expert(task)
     results = []
-    for episode_seed in range(seed, seed + episodes):
-        results.append(
-            _record_one(
-                store=store,
-                dataset=dataset,
-                robot=robot,
-                task=task,
-                expert=expert,
-                seed=episode_seed,
-                operator=operator,
-            )
-        )
-        if on_episode is not None:
-            on_episode(results[-1])
+    try:
+        session = RobotSession(robot, store, control_hz=robot.control_hz, default_task=task.name,
+                               default_colour=colour, headless=True)  # fmt: skip
+        for episode_seed in range(seed, seed + episodes):
+            results.append(_record_one(session, dataset=dataset, task=task, seed=episode_seed, operator=operator))
+            if on_episode is not None:
+                on_episode(results[-1])
+    finally:
+        robot.close()
     return results
 
 
-def _record_one(*, store, dataset, robot, task, expert, seed, operator) -> DemoResult:
-    rng = np.random.default_rng(seed)
-    instruction = task.instruction(rng)  # a random paraphrase: language variety for training
-    observation = robot.reset(seed=seed, task=task)
-    expert.reset(robot)
-    meta = episode_meta_from_robot(
-        robot, observation, dataset=dataset, task=task, instruction=instruction, seed=seed, source="scripted",
-        operator=operator,
-    )  # fmt: skip
-    recorder = store.begin(meta)
+def _record_one(session, *, dataset: str, task, seed: int, operator: str) -> DemoResult:
+    """One take: the seeded scene (instruction: the task's seeded random paraphrase, for language variety), the
+    expert driving from the first tick, SETTLE_STEPS_AFTER_SUCCESS more ticks once the task succeeds."""
+    robot = session.robot
+    session.set_source("idle")  # so that the expert is activated (plans) in the new scene
+    session.reset(seed=seed, task=task.name, colour=getattr(task, "colour", None))
+    session.set_source("expert")
+    session.start_recording(operator, dataset)
     try:
         steps_since_success = None
         for _ in range(robot.config.max_episode_steps):
-            action = expert.act(robot)
-            recorder.add_frame(images=observation.images, state=observation.state, action=action)
-            robot.apply(action)
-            observation = robot.observe()
+            session.step()
             if steps_since_success is None and robot.success():
                 steps_since_success = 0
             elif steps_since_success is not None:
                 steps_since_success += 1
                 if steps_since_success >= SETTLE_STEPS_AFTER_SUCCESS:
                     break
-        success = robot.success()
-        length = recorder.num_frames
-        episode_id = recorder.save(auto_success=success)
+        success = bool(robot.success())
+        episode_id = session.save_recording(None)  # nobody judged it: only the automatic verdict
     except BaseException:
-        recorder.discard()
+        if session.status()["recording"]["active"]:
+            session.discard_recording()
         raise
-    return DemoResult(episode_id=episode_id, seed=seed, success=success, length=length)
+    return DemoResult(
+        episode_id=episode_id, seed=seed, success=success, length=session.store.get_episode(episode_id).length
+    )

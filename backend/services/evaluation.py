@@ -1,9 +1,10 @@
 """Closed-loop evaluation of a policy in the sim: success rate (Wilson 95%), uncertainty and grounding per episode.
 
-Each step: observe -> policy.select_action(obs, instruction) -> robot.apply(action), until the task's success
-predicate holds or `max_steps` pass. Per episode it records the uncertainty of every fresh prediction and whether
-the front camera's attention peak falls on the instructed cube (its 8 corners projected into the image:
-backend.sim.projection). Optionally writes an MP4 per episode with the attention overlaid.
+Each step is a tick of a headless RobotSession (the live robot's loop, safety filter and success predicate, run as
+fast as the sim goes): observe -> policy.select_action(obs, instruction) -> safety filter -> robot.apply, until the
+task's success predicate holds or `max_steps` pass. Per episode it records the uncertainty of every fresh
+prediction and whether the front camera's attention peak falls on the instructed cube (its 8 corners projected
+into the image: backend.sim.projection). Optionally writes an MP4 per episode with the attention overlaid.
 """
 
 from __future__ import annotations
@@ -148,6 +149,49 @@ def attention_peak_hit(heatmap: np.ndarray, bbox, image_hw: tuple[int, int]) -> 
 
 
 # ----------------------------------------------------------------------------------------------- rollouts
+class EvaluationSource:
+    """A policy with the select_action interface (vla_core policies) as a RobotSession command source: one
+    select_action per tick on the caller's thread, so a rollout is deterministic. `on_prediction(robot, obs, out)`
+    sees each tick's observation and the prediction behind its action (None when the policy reused a chunk)
+    before the action is applied: what grounding and the video measure."""
+
+    name = "evaluation"
+    record_as = "policy"
+
+    def __init__(self, policy, on_prediction: Callable[[Any, Any, Any], None] | None = None) -> None:
+        self.policy = policy
+        self.cameras = tuple(policy.config.cameras)
+        self.on_prediction = on_prediction
+        self.instruction = ""
+        self.latencies: list[float] = []  # seconds per select_action
+
+    def activate(self, robot, task, instruction: str = "") -> None:
+        self.instruction = instruction
+        self.latencies = []
+        self.policy.reset()
+
+    def deactivate(self) -> None:
+        pass
+
+    def act(self, robot, now: float, obs) -> np.ndarray:
+        if hasattr(self.policy, "last_output"):
+            self.policy.last_output = None
+        t = time.perf_counter()
+        with torch.inference_mode():
+            action = self.policy.select_action(_policy_obs(obs, self.cameras), self.instruction)
+        self.latencies.append(time.perf_counter() - t)
+        if self.on_prediction is not None:
+            self.on_prediction(robot, obs, _last_prediction(self.policy))
+        return np.asarray(action, dtype=np.float32).reshape(-1)  # select_action returns (D,) numpy
+
+
+def headless_session(robot: SimRobot):
+    """A RobotSession for closed-loop evaluation: no thread, no viewers, no store (the caller steps it)."""
+    from backend.control import RobotSession
+
+    return RobotSession(robot, None, control_hz=robot.control_hz, headless=True)
+
+
 def run_episode(
     policy,
     robot: SimRobot,
@@ -161,58 +205,62 @@ def run_episode(
     threshold: float | None = None,
     video_path: Path | None = None,
     grounding_camera: str = "front",
+    session=None,
 ) -> EpisodeResult:
-    """One closed-loop rollout from the seeded scene; stops at the first step the success predicate holds."""
+    """One closed-loop rollout from the seeded scene on a headless RobotSession (`session`, or one made for
+    `robot`): the live robot's tick and safety filter, with the policy as its command source; stops at the first
+    step the success predicate holds."""
     task = make_task(task_name, colour=colour)
-    observation = robot.reset(seed=seed, task=task)
     if instruction is None:
         instruction = task.instruction(np.random.default_rng(seed) if paraphrase else None)
-    cameras = tuple(policy.config.cameras)
-    policy.reset()
+    session = session if session is not None else headless_session(robot)
     uncertainties: list[float] = []
-    latencies: list[float] = []
     hits = frames = 0
     hits_by_map: dict[str, int] = {}
-    success = False
     writer = _VideoWriter(video_path, robot.control_hz) if video_path is not None else None
+    heat: np.ndarray | None = None
+
+    def measure(robot, observation, out) -> None:  # before the action: the scene the policy saw
+        nonlocal hits, frames, heat
+        if out is not None:
+            uncertainties.append(_scalar(out.uncertainty))
+            attention = getattr(out, "attention", None) or {}
+            if grounding_camera in attention:
+                heat = _map(attention[grounding_camera])
+                bbox = cube_bbox(robot, colour, grounding_camera)
+                if bbox is not None:
+                    frames += 1
+                    hits += attention_peak_hit(heat, bbox, robot.config.image_hw)
+                    for name in OTHER_GROUNDING_MAPS:
+                        maps = getattr(out, name, None) or {}
+                        if grounding_camera in maps:
+                            hit = attention_peak_hit(_map(maps[grounding_camera]), bbox, robot.config.image_hw)
+                            hits_by_map[name] = hits_by_map.get(name, 0) + int(hit)
+        if writer is not None:
+            writer.add(observation, heat, step=len(source.latencies) - 1,
+                       uncertainty=uncertainties[-1] if uncertainties else None, threshold=threshold,
+                       instruction=instruction)  # fmt: skip
+
+    source = EvaluationSource(policy, on_prediction=measure)
+    session.add_source(source, replace=True)  # this episode's policy and measurements
+    success = False
     t0 = time.perf_counter()
     steps = 0
-    heat: np.ndarray | None = None
     try:
-        for steps in range(1, max_steps + 1):
-            if hasattr(policy, "last_output"):
-                policy.last_output = None
-            t = time.perf_counter()
-            with torch.inference_mode():
-                action = policy.select_action(_policy_obs(observation, cameras), instruction)
-            latencies.append(time.perf_counter() - t)
-            out = _last_prediction(policy)
-            if out is not None:
-                uncertainties.append(_scalar(out.uncertainty))
-                attention = getattr(out, "attention", None) or {}
-                if grounding_camera in attention:
-                    heat = _map(attention[grounding_camera])
-                    bbox = cube_bbox(robot, colour, grounding_camera)
-                    if bbox is not None:
-                        frames += 1
-                        hits += attention_peak_hit(heat, bbox, robot.config.image_hw)
-                        for name in OTHER_GROUNDING_MAPS:
-                            maps = getattr(out, name, None) or {}
-                            if grounding_camera in maps:
-                                hit = attention_peak_hit(_map(maps[grounding_camera]), bbox, robot.config.image_hw)
-                                hits_by_map[name] = hits_by_map.get(name, 0) + int(hit)
-            if writer is not None:
-                writer.add(observation, heat, step=steps - 1, uncertainty=uncertainties[-1] if uncertainties else None,
-                           threshold=threshold, instruction=instruction)  # fmt: skip
-            robot.apply(np.asarray(action, dtype=np.float32).reshape(-1))  # select_action returns (D,) numpy
+        session.set_source("idle")  # so that the policy is activated (reset) in the new scene
+        session.reset(seed=seed, task=task_name, colour=colour, instruction=instruction)
+        session.set_source(source.name)
+        while steps < max_steps:
+            steps += 1
+            session.step()
             if robot.success():
                 success = True
                 break
-            observation = robot.observe()
     finally:
+        session.set_source("idle")
         if writer is not None:
             writer.close(robot.observe(), success)
-    lat_ms = np.asarray(latencies) * 1e3
+    lat_ms = np.asarray(source.latencies) * 1e3
     u = np.asarray(uncertainties)
     return EpisodeResult(
         seed=seed,
@@ -260,6 +308,7 @@ def evaluate_policy(
     if cfg.video_dir is not None:
         Path(cfg.video_dir).mkdir(parents=True, exist_ok=True)
     results: list[EpisodeResult] = []
+    session = headless_session(robot)
     threads_before = torch.get_num_threads()
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
@@ -271,7 +320,7 @@ def evaluate_policy(
             result = run_episode(
                 policy, robot, task_name=cfg.task, colour=cfg.colour, seed=seed, max_steps=max_steps,
                 paraphrase=cfg.paraphrase, instruction=told, threshold=threshold, video_path=video,
-                grounding_camera=cfg.grounding_camera,
+                grounding_camera=cfg.grounding_camera, session=session,
             )  # fmt: skip
             if video is not None and result.success and cfg.keep_videos == "failures":
                 video.unlink(missing_ok=True)

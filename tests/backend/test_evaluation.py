@@ -100,6 +100,68 @@ def test_rollouts_with_the_expert_succeed_and_ground(tmp_path):
     assert frames.shape[0] >= ep["steps"] and frames.shape[2] == 2 * 48 * 2  # front | wrist, upscaled x2
 
 
+class JitteryExpert(ExpertPolicy):
+    """The expert taking seeded random fractions (50-90%) of each of its joint steps: a good policy, not a perfect
+    one, that stays within the speed limit the expert itself moves close to. Records each state it saw."""
+
+    def reset(self) -> None:
+        super().reset()
+        self.rng, self.seen = np.random.default_rng(0), []
+
+    def select_action(self, obs, instruction):
+        state = np.array(obs["observation.state"], dtype=np.float32)
+        self.seen.append(state)
+        action = np.array(super().select_action(obs, instruction), dtype=np.float32)
+        action[:6] = state[:6] + (action[:6] - state[:6]) * np.float32(self.rng.uniform(0.5, 0.9))
+        return action
+
+
+def plain_loop(policy, robot, *, colour: str, seed: int, max_steps: int) -> tuple[bool, int]:
+    """The evaluation loop before evaluation ran on the session (observe, select_action, apply), the reference."""
+    task = make_task("pick", colour)
+    obs = robot.reset(seed=seed, task=task)
+    instruction = task.instruction(None)
+    policy.reset()
+    for steps in range(1, max_steps + 1):
+        batch = {f"observation.images.{c}": obs.images[c] for c in policy.config.cameras}
+        action = policy.select_action({**batch, "observation.state": np.asarray(obs.state, np.float32)}, instruction)
+        robot.apply(np.asarray(action, dtype=np.float32).reshape(-1))
+        if robot.success():
+            return True, steps
+        obs = robot.observe()
+    return False, max_steps
+
+
+def test_the_session_rollout_replays_the_plain_loop_exactly():
+    """Evaluation on the headless RobotSession (the live tick, its safety filter) gives the plain loop's results:
+    the same states step by step, successes and lengths, on seeds where the filter passes every action."""
+    from backend.services.evaluation import headless_session, run_episode
+
+    robot = SimRobot(SimConfig(image_size=48))
+    try:
+        session = headless_session(robot)
+        policy = JitteryExpert(robot, "green")
+        for seed in (100_000, 100_001, 100_002):
+            want = plain_loop(policy, robot, colour="green", seed=seed, max_steps=150)
+            want_states = np.stack(policy.seen)
+            got = run_episode(policy, robot, task_name="pick", colour="green", seed=seed, max_steps=150,
+                              session=session)  # fmt: skip
+            assert (got.success, got.steps) == want and got.success
+            np.testing.assert_array_equal(np.stack(policy.seen), want_states)
+        assert session.safety.total == 0  # nothing was clipped, so nothing could differ
+
+        class Lunge(ExpertPolicy):  # a first action 0.5 rad away: the live robot's filter scales it down
+            def select_action(self, obs, instruction):
+                super().select_action(obs, instruction)
+                return np.append(self.robot.home_qpos + 0.5, 0.0).astype(np.float32)
+
+        lunge = run_episode(Lunge(robot, "red"), robot, task_name="pick", colour="red", seed=1, max_steps=3,
+                            session=session)  # fmt: skip
+        assert lunge.steps == 3 and session.safety.counts["velocity"] >= 1  # evaluated as the robot would move
+    finally:
+        robot.close()
+
+
 def test_failures_are_counted_and_bad_requests_rejected():
     class Still(ExpertPolicy):
         def select_action(self, obs, instruction):
