@@ -8,7 +8,8 @@ console run it (a headless RobotSession, one select_action per tick). From each 
   for (the 95th percentile of held-out successful frames: α = 5% per prediction);
 - what the console's ask-for-help monitor (backend.control.policy_source.HelpMonitor, k unsure predictions in a
   row) would have done: the share of successful rollouts it would have interrupted (false alarms) and of failed
-  ones it flagged, and how early (the prediction of the first request, as a fraction of the rollout).
+  ones it flagged, and how early (the prediction of the first request, as a fraction of the rollout); the same two
+  rates for other k (K_SWEEP).
 
     python -m bench.bench_failure_prediction --model-dir bench/out/dagger/models/pick/v2
 """
@@ -31,6 +32,7 @@ from bench.bench_vla import COLOUR_SEEDS, _eval_worker  # noqa: E402
 from bench.machine import write_result  # noqa: E402
 
 QUANTILE = 0.95  # vla_core.metrics.calibrate_threshold's default: the trainer's calibration
+K_SWEEP = (1, 3, 5, 10, 20, 40)  # the monitor's k, for the trade-off between interruptions and detections
 GOAL_AUROC = 0.80
 
 
@@ -93,6 +95,14 @@ def analyse(results: list, threshold: float | None, k: int) -> dict:
     out["failures_flagged"] = float(np.mean([a is not None for a in asks_bad])) if bad else None
     early = [a / max(r.predictions, 1) for a, r in zip(asks_bad, bad, strict=True) if a is not None]
     out["flag_at_fraction_of_failed_rollout_median"] = float(np.median(early)) if early else None
+    out["k_sweep"] = [
+        {"k": kk,
+         "false_alarm_rate": float(np.mean([first_request(r.uncertainties, threshold, kk) is not None for r in ok]))
+         if ok else None,
+         "failures_flagged": float(np.mean([first_request(r.uncertainties, threshold, kk) is not None for r in bad]))
+         if bad else None}
+        for kk in K_SWEEP
+    ]  # fmt: skip
     return out
 
 
