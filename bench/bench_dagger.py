@@ -15,7 +15,7 @@ Everything goes through the product's own services, in one fresh data folder (be
 5. Parent, child and control on the same 300 held-out test seeds (100 per colour, bench_vla's), Wilson intervals,
    and the gain over the parent with Newcombe's interval for a difference of two proportions.
 
-    python -m bench.bench_dagger           # ~35 min on 2 cores; writes bench/results/dagger.json
+    python -m bench.bench_dagger           # ~41 min on 2 cores; writes bench/results/dagger.json
     python -m bench.bench_dagger --quick   # ~5 min smoke check; bench/out/dagger_quick.json
 
 Goal: child >= parent + 15 points, and child > control. Failure prediction (AUROC of the uncertainty score for
