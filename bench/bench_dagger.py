@@ -37,7 +37,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import numpy as np  # noqa: E402
 
 from bench.bench_vla import COLOUR_SEEDS, evaluate_model  # noqa: E402
-from bench.machine import machine_info, write_result  # noqa: E402
+from bench.machine import write_result  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 COLOURS = tuple(COLOUR_SEEDS)
@@ -254,23 +254,23 @@ def main(argv=None) -> int:
     }  # fmt: skip
     result = {
         "argv": sys.argv[1:] if argv is None else list(argv),
-        "snapshots": {"base": base_snap.num_episodes, "child": snapshot.num_episodes,
-                      "control": control_snap.num_episodes},  # fmt: skip
+        "snapshots": {
+            "base": base_snap.num_episodes,
+            "child": snapshot.num_episodes,
+            "control": control_snap.num_episodes,
+        },  # fmt: skip
         "live_rollouts": live,
         "jobs": {"parent": parent, "child": child, "control": control},
         "models": results,
         "headline": headline,
         "goals": {"gain_child": GOAL_GAIN, "child_beats_control": True},
-        "goals_met": {"gain_child": headline["gain_child"] >= GOAL_GAIN,
-                      "child_beats_control": headline["child"] > headline["control"]},  # fmt: skip
+        "goals_met": {
+            "gain_child": headline["gain_child"] >= GOAL_GAIN,
+            "child_beats_control": headline["child"] > headline["control"],
+        },  # fmt: skip
         "bench_wall_s": time.perf_counter() - t_all,
     }
-    if args.quick:
-        path = REPO / "bench/out/dagger_quick.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"machine": machine_info(), **result}, indent=2, default=str) + "\n")
-    else:
-        path = write_result("dagger", result)
+    path = write_result("dagger_quick", result, REPO / "bench/out") if args.quick else write_result("dagger", result)
     print(f"wrote {path}: {json.dumps(headline)}")
     return 0
 

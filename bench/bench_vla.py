@@ -39,7 +39,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 import numpy as np  # noqa: E402
 
-from bench.machine import RESULTS_DIR, machine_info, write_result  # noqa: E402
+from bench.machine import RESULTS_DIR, write_result  # noqa: E402
 from vla_core.metrics import percentile  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -370,12 +370,7 @@ def main(argv=None) -> int:
         "auroc": max(h["uncertainty_auroc_max"] or 0, h["uncertainty_auroc_mean"] or 0) >= GOALS["auroc"],
     }
     result["bench_wall_s"] = time.perf_counter() - t_all
-    if args.quick:
-        QUICK_OUT.mkdir(parents=True, exist_ok=True)
-        path = QUICK_OUT / "vla_quick.json"
-        path.write_text(json.dumps({"machine": machine_info(), **result}, indent=2, default=float) + "\n")
-    else:
-        path = write_result(args.result_name, result)
+    path = write_result("vla_quick", result, QUICK_OUT) if args.quick else write_result(args.result_name, result)
     print(f"wrote {path}: {json.dumps(h)}")
     return 0
 

@@ -34,9 +34,10 @@ def machine_info() -> dict:
     }
 
 
-def write_result(name: str, result: dict) -> Path:
-    """Write bench/results/<name>.json with the machine noted; returns the path."""
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"{name}.json"
+def write_result(name: str, result: dict, directory: Path = RESULTS_DIR) -> Path:
+    """Write <directory>/<name>.json (default bench/results/) with the machine noted; returns the path. A smoke
+    check's figures are not results: --quick runs pass bench/out."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.json"
     path.write_text(json.dumps({"machine": machine_info(), **result}, indent=2, default=float) + "\n")
     return path

@@ -59,6 +59,15 @@ class TrainingRequest:
     after: dict[str, Any] | None = None  # what follows the registered model, e.g. {"gate": ...} (services.continual)
 
 
+def check_preset_and_options(preset: str, options: dict[str, Any]) -> None:
+    """ValueError for an unknown preset or TrainConfig option (callers that write something first check early)."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; presets: {', '.join(PRESETS)}")
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown training option(s) {', '.join(unknown)}; options: {', '.join(OPTIONS)}")
+
+
 def submit_training(queue: JobQueue, snapshots: Any, registry: Any, request: TrainingRequest, *, user: str) -> JobInfo:
     """Check the request against the snapshot and base model, then queue it; nothing is queued on any error.
 
@@ -66,11 +75,7 @@ def submit_training(queue: JobQueue, snapshots: Any, registry: Any, request: Tra
     value, a base model whose cameras, state or action size do not match the data)."""
     if not 1 <= int(request.nproc_per_node) <= MAX_NPROC:
         raise ValueError(f"nproc_per_node must be between 1 and {MAX_NPROC}, got {request.nproc_per_node}")
-    if request.preset not in PRESETS:
-        raise ValueError(f"unknown preset {request.preset!r}; presets: {', '.join(PRESETS)}")
-    unknown = sorted(set(request.options) - set(OPTIONS))
-    if unknown:
-        raise ValueError(f"unknown training option(s) {', '.join(unknown)}; options: {', '.join(OPTIONS)}")
+    check_preset_and_options(request.preset, request.options)
     snap = snapshots.get(request.snapshot)
     if snap.num_episodes == 0:
         raise ValueError(f"snapshot {snap.name!r} has no episodes")

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from backend.jobs.train import OPTIONS, PRESETS, TrainingRequest, submit_training
+from backend.jobs.train import TrainingRequest, check_preset_and_options, submit_training
 from storage.episode_edit import copy_stretch
 from storage.episode_meta import EpisodeInfo
 from storage.errors import NotFoundError
@@ -72,11 +72,7 @@ def launch_retrain(
     NotFoundError: unknown model, or one without a training snapshot; ValueError: a bad mode, no corrections."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-    if preset not in PRESETS:  # checked before anything is written
-        raise ValueError(f"unknown preset {preset!r}; presets: {', '.join(PRESETS)}")
-    unknown = sorted(set(options or {}) - set(OPTIONS))
-    if unknown:
-        raise ValueError(f"unknown training option(s) {', '.join(unknown)}; options: {', '.join(OPTIONS)}")
+    check_preset_and_options(preset, options or {})  # before the snapshot is written
     parent = registry.get(model_id)
     if parent.snapshot_id is None:
         raise NotFoundError(f"{parent.label} has no training snapshot (imported?): nothing to extend")
