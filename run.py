@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     demos.add_argument("--dataset", required=True, help="dataset name (letters, digits, _ . -)")
     demos.add_argument("--seed", type=int, default=0, help="first seed; episode i uses seed+i (default 0)")
     demos.add_argument("--operator", default="scripted-expert", help="operator name stored with each episode")
+    demos.add_argument("--noise", type=float, default=0.0, metavar="METRES",
+                       help="DART noise: std of a slowly varying offset added to the expert's goal while the clean "
+                       "action is recorded (e.g. 0.01; default 0, plain demos)")  # fmt: skip
 
     export = commands.add_parser("export", help="export a dataset or a snapshot (LeRobot v3.0)")
     export.add_argument("dataset", nargs="?", help="dataset name in the store")
@@ -209,11 +212,12 @@ def open_store(settings: Settings):
 def cmd_demos(args, settings: Settings, store) -> int:
     from tqdm import tqdm
 
-    from backend.services.demos import check_demo_request, record_demos
+    from backend.services.demos import check_demo_request, dart_noise, record_demos
     from backend.sim import SimConfig
 
     # Bad names fail here, before a progress bar or a single file exists.
     check_demo_request(dataset=args.dataset, task_name=args.task, colour=args.colour, episodes=args.episodes)
+    noise = dart_noise(args.noise)
     successes = 0
     with tqdm(total=args.episodes, desc=f"{args.task} {args.colour}", unit="ep") as bar:
 
@@ -233,6 +237,7 @@ def cmd_demos(args, settings: Settings, store) -> int:
             sim_config=SimConfig(image_size=settings.image_size, control_hz=settings.control_hz),
             operator=args.operator,
             on_episode=on_episode,
+            noise=noise,
         )
     print(f"recorded {args.episodes} episodes into '{args.dataset}' ({successes} successful)")
     return 0
@@ -584,12 +589,19 @@ def cmd_serve(args, settings: Settings, store) -> int:
     code at /client; and one embedded job worker beside it (not with --no-worker)."""
     import uvicorn
 
-    from backend.control import RobotSession
-    from backend.sim import SimConfig, SimRobot
     from webapp import create_app
 
-    robot = SimRobot(SimConfig(image_size=settings.image_size, control_hz=settings.control_hz))
-    session = RobotSession(robot, store, control_hz=settings.control_hz)
+    robot = None
+    if settings.robot_process:  # the loop, deadman, recorder and policy beside the web server (backend.runtime)
+        from backend.runtime import RobotRuntime
+
+        session = RobotRuntime(settings)
+    else:
+        from backend.control import RobotSession
+        from backend.sim import SimConfig, SimRobot
+
+        robot = SimRobot(SimConfig(image_size=settings.image_size, control_hz=settings.control_hz))
+        session = RobotSession(robot, store, control_hz=settings.control_hz)
     app = create_app(settings, session=session, store=store)  # its lifespan starts and stops the control loop
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     print(f"VLA Dashboard: http://{host}:{settings.port}/  (API docs: /docs, data: {settings.data_dir})", flush=True)
@@ -607,7 +619,8 @@ def cmd_serve(args, settings: Settings, store) -> int:
     finally:
         if worker is not None:
             _drain_embedded_worker(worker)
-        robot.close()
+        if robot is not None:
+            robot.close()
     return 0
 
 

@@ -23,6 +23,12 @@ class Settings(BaseSettings):
         description="Serve a policy loaded onto the robot from a process of its own (its inference then never holds "
         "the control loop's interpreter lock: bench/bench_policy_loop.py); false runs it on a thread.",
     )
+    robot_process: bool = Field(
+        default=True,
+        description="Run the robot's control loop, safety filter, lease and deadman, recorder and policy in a "
+        "process of their own (backend.runtime), so nothing the web server does can stall them "
+        "(bench/bench_runtime_isolation.py); false keeps them on a thread of the web server.",
+    )
     control_hz: int = Field(default=30, ge=1, le=500)
     max_body_bytes: int = Field(
         default=1024 * 1024, ge=1024, description="Largest request body; a bigger one gets 413 before it is read."

@@ -56,6 +56,13 @@ def parse_args(argv):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--dataset", default="pick150")
     p.add_argument("--demos", type=int, default=50, help="demos per colour when the dataset must be recorded")
+    p.add_argument(
+        "--demo-noise",
+        type=float,
+        default=0.0,
+        metavar="METRES",
+        help="DART noise of the recorded demos (run.py demos --noise); default 0, plain demos",
+    )
     p.add_argument("--record-size", type=int, help="camera size when recording it (default: the sim's 224)")
     p.add_argument("--data-dir", type=Path, default=Path(os.environ.get("VLA_DATA_DIR", REPO / "bench/out/data")))
     p.add_argument("--model-dir", type=Path, default=REPO / "bench/out/vla_model", help="one seed_N folder per seed")
@@ -114,18 +121,18 @@ def _eval_worker(model_dir: str, colour: str, seeds: list[int], max_steps: int) 
     return results
 
 
-def ensure_dataset(store, name: str, per_colour: int, image_size: int | None) -> None:
+def ensure_dataset(store, name: str, per_colour: int, image_size: int | None, noise_m: float = 0.0) -> None:
     """Record `name` with the scripted expert (seeds 0 / 1000 / 2000 per colour) unless the store has it."""
     if any(d.name == name for d in store.list_datasets()) and store.list_episodes(name):
         return
-    from backend.services.demos import record_demos
+    from backend.services.demos import dart_noise, record_demos
     from backend.sim import SimConfig
 
     sim = SimConfig(image_size=image_size) if image_size else None
     for i, colour in enumerate(COLOUR_SEEDS):
         t = time.perf_counter()
         record_demos(store=store, dataset=name, task_name="pick", colour=colour, episodes=per_colour, seed=1000 * i,
-                     sim_config=sim)  # fmt: skip
+                     sim_config=sim, noise=dart_noise(noise_m))  # fmt: skip
         print(f"recorded {per_colour} {colour} demos into {name} in {time.perf_counter() - t:.0f} s", flush=True)
 
 
@@ -300,7 +307,7 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(REPO))
     store = open_store(args.data_dir)
     if not args.skip_train:
-        ensure_dataset(store, args.dataset, args.demos, args.record_size)
+        ensure_dataset(store, args.dataset, args.demos, args.record_size, args.demo_noise)
     result: dict = {"dataset": args.dataset, "goals": GOALS, "torch": torch.__version__, "quick": args.quick,
                     "argv": sys.argv[1:] if argv is None else list(argv)}  # fmt: skip
     t_all = time.perf_counter()

@@ -40,6 +40,7 @@ from storage.errors import (
     InvalidNameError,
     NotFoundError,
 )
+from webapp.control import RuntimeUnavailableError
 
 MAX_ECHO_CHARS = 64  # the most of a client's own text (a key in `loc`) that an error answer repeats
 
@@ -182,7 +183,8 @@ def _mapping_route(statuses: dict[type[Exception], int]) -> type[APIRoute]:
 
 
 # NotFoundError is a LookupError: listed first so a store miss stays a 404 on these routes too.
-RobotSessionRoute = _mapping_route({LookupError: 404, ValueError: 400, RuntimeError: 409})
+# RuntimeUnavailableError: the robot runtime process is (re)starting or did not answer (Settings.robot_process).
+RobotSessionRoute = _mapping_route({RuntimeUnavailableError: 503, LookupError: 404, ValueError: 400, RuntimeError: 409})
 EpisodeQueryRoute = _mapping_route({ValueError: 422})
 TrainingLaunchRoute = _mapping_route({LookupError: 404, ValueError: 422})
 EvaluationLaunchRoute = _mapping_route({LookupError: 404, ValueError: 422})

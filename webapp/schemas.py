@@ -80,7 +80,7 @@ class SourceIn(_In):
 class PolicyLoadIn(_In):
     """Which registered model drives, and when it asks for help."""
 
-    model_id: int | None = Field(None, ge=1, description="a registered model; none: the production model")
+    model_id: DbId | None = Field(None, description="a registered model; none: the production model")
     help_k: int = Field(5, ge=1, le=300, description="consecutive predictions above the threshold before it asks")
     ask_for_help: bool = Field(True, description="pause and ask when unsure (needs a calibrated threshold)")
 

@@ -65,7 +65,14 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from backend.services.audit import Action
 from backend.services.auth import UserInfo
 from backend.services.roles import Permission, allowed
-from webapp.control import LeaseHeldError, NotControllerError, RobotSession, SubscriptionClosed, TeleopCommand
+from webapp.control import (
+    LeaseHeldError,
+    NotControllerError,
+    RobotSession,
+    RuntimeUnavailableError,
+    SubscriptionClosed,
+    TeleopCommand,
+)
 from webapp.deps import Auditor, RobotSessionDep, client_address, get_auth, get_caller
 from webapp.permissions import WEBSOCKET_PERMISSIONS
 from webapp.security import is_own_origin
@@ -320,7 +327,10 @@ class _Connection:
                 if await self.reject(str(error)):
                     return
                 continue
-            await self.handle(msg)
+            try:
+                await self.handle(msg)
+            except RuntimeUnavailableError as error:  # the robot runtime is restarting: say so, keep the socket
+                await self.send_json({"type": "error", "detail": str(error)})
 
 
 @router.websocket("/ws/teleop")

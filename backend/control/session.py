@@ -124,6 +124,7 @@ class RobotSession(PolicyControl):
         stats_window: int = 300,
         clock: Callable[[], float] = time.monotonic,
         headless: bool = False,
+        expert_noise=None,
     ) -> None:
         if not (isinstance(control_hz, int) and 0 < control_hz <= 1000):
             raise ValueError(f"control_hz must be an integer in 1..1000, got {control_hz!r}")
@@ -163,7 +164,7 @@ class RobotSession(PolicyControl):
         self._sources: dict[str, CommandSource] = {
             "idle": IdleSource(),
             "teleop": self.teleop,
-            "expert": ExpertSource(),
+            "expert": ExpertSource(noise=expert_noise),  # expert_noise: DART demos (backend.sim.TargetNoise)
         }
         self._source: CommandSource = self._sources["idle"]
 
@@ -316,6 +317,10 @@ class RobotSession(PolicyControl):
                 if source.name == "policy" and "nonfinite" in result.reasons:
                     abort = "the policy produced a non-finite action (held by the safety filter)"
             self._hold_action = applied if held else None
+            # What the take records: the executed action, unless the source labels this tick with another one
+            # (the expert's clean action under DART noise, backend.sim.TargetNoise).
+            label = getattr(source, "label", None) if action is not None else None
+            recorded = applied if label is None else np.asarray(label, dtype=np.float32)
             robot.apply(applied)
             self._last_action = applied
             if source is self.teleop:
@@ -330,7 +335,7 @@ class RobotSession(PolicyControl):
             overlay = source.overlay(robot) if self._overlays and hasattr(source, "overlay") else None
         take = self._rec
         if take is not None:
-            self._record(take, prev_obs, applied, success, source.name)
+            self._record(take, prev_obs, recorded, success, source.name)
         if abort is not None:
             self._end_rollout("aborted", aborted=abort)  # before the switch, which would end it as stopped
             self.set_source("idle")

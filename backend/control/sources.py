@@ -130,27 +130,39 @@ class TeleopSource:
 
 class ExpertSource:
     """The sim's scripted expert (`make_expert(task)`) for the current task; re-plans from the current pose on
-    activation, after a reset and after an e-stop; holds its final pose when its plan is done."""
+    activation, after a reset and after an e-stop; holds its final pose when its plan is done.
+
+    With `noise` (a backend.sim.TargetNoise) the arm executes a perturbed goal and `label` holds the clean action
+    for the recorder (DART demos); without it `label` stays None and the executed action is the recorded one.
+    """
 
     name = "expert"
     record_as = "scripted"
 
-    def __init__(self) -> None:
+    def __init__(self, noise=None) -> None:
         self.expert = None
+        self.noise = noise
+        self.label: np.ndarray | None = None  # the action to record for this tick, when it differs from the executed
 
     def activate(self, robot, task, instruction: str = "") -> None:
         from backend.sim import make_expert  # the sim package is only needed when an expert is used
 
         self.expert = make_expert(task)
         self.expert.reset(robot)
+        self.label = None
 
     def deactivate(self) -> None:
         self.expert = None
+        self.label = None
 
     def act(self, robot, now: float, obs=None) -> np.ndarray | None:
         if self.expert is None:
             return None
-        return self.expert.act(robot)
+        clean = self.expert.act(robot)
+        if self.noise is None:
+            return clean
+        self.label = clean
+        return robot.ee_action(self.noise.perturb(self.expert.last_target, 1.0 / robot.control_hz))
 
     def done(self, robot) -> bool:
         return self.expert is not None and self.expert.done(robot)

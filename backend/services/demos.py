@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from backend.sim import SimConfig, SimRobot, make_task
+from backend.sim import SimConfig, SimRobot, TargetNoise, make_task
 from storage.episode_store import EpisodeStore, validate_name
 
 # Frames kept after success is first detected, so a demo shows the object held, not a cut at the instant of success.
@@ -18,6 +18,13 @@ class DemoResult:
     seed: int
     success: bool
     length: int
+
+
+def dart_noise(position_m: float, *, seed: int = 0) -> TargetNoise | None:
+    """The DART noise of `position_m` metres (yaw noise in proportion: 1 cm goes with 0.05 rad); None for 0."""
+    if position_m < 0:
+        raise ValueError(f"noise must be >= 0 metres, got {position_m}")
+    return TargetNoise(position_m=position_m, yaw_rad=5.0 * position_m, seed=seed) if position_m > 0 else None
 
 
 def check_demo_request(*, dataset: str, task_name: str, colour: str, episodes: int):
@@ -39,6 +46,7 @@ def record_demos(
     sim_config: SimConfig | None = None,
     operator: str = "scripted-expert",
     on_episode: Callable[[DemoResult], None] | None = None,
+    noise: TargetNoise | None = None,
 ) -> list[DemoResult]:
     """Roll out the scripted expert for seeds seed, seed+1, ... and save each take as a `scripted` episode.
 
@@ -46,6 +54,9 @@ def record_demos(
     expert as the session's command source, its safety filter, recorder and success predicate), stepped as fast as
     the sim goes. Failed takes are saved too (auto_success=False): failures are training signal for later issues,
     and a manager should see the expert's true success rate rather than a filtered one.
+
+    `noise` makes DART demos: the arm follows the expert's goal plus a slowly varying offset (seeded by each take's
+    seed) and the take records the expert's clean action, so the data shows how to recover from small deviations.
     """
     from backend.control import RobotSession
 
@@ -54,8 +65,10 @@ def record_demos(
     results = []
     try:
         session = RobotSession(robot, store, control_hz=robot.control_hz, default_task=task.name,
-                               default_colour=colour, headless=True)  # fmt: skip
+                               default_colour=colour, headless=True, expert_noise=noise)  # fmt: skip
         for episode_seed in range(seed, seed + episodes):
+            if noise is not None:
+                noise.reset(episode_seed)
             results.append(_record_one(session, dataset=dataset, task=task, seed=episode_seed, operator=operator))
             if on_episode is not None:
                 on_episode(results[-1])

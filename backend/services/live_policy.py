@@ -14,7 +14,7 @@ from backend.control.policy_source import ModelInfo, PolicySource
 from backend.services.models import ModelRegistry
 from storage.errors import NotFoundError
 
-__all__ = ["PolicyMismatchError", "fit_problems", "install_policy"]
+__all__ = ["PolicyMismatchError", "fit_problems", "install_policy", "load_policy"]
 
 MAX_HELP_K = 300  # ticks: 10 s at 30 Hz
 
@@ -89,6 +89,15 @@ def install_policy(
     )
     session.set_policy(source)
     return source
+
+
+def load_policy(registry: ModelRegistry, session, *, process: bool = True, **options) -> ModelInfo:
+    """install_policy for whichever session the web process holds; returns the loaded model's ModelInfo. A
+    backend.runtime.RobotRuntime loads it inside the robot's process (from its own registry on the same database,
+    with the same checks and errors); an in-process RobotSession here."""
+    if hasattr(session, "install_policy"):
+        return session.install_policy(**options)  # the runtime applies its own Settings.policy_process
+    return install_policy(registry, session, process=process, **options).model
 
 
 class _Config:

@@ -10,7 +10,7 @@ while not robot.success():
     robot.apply(expert.act(robot))
 """
 
-from backend.sim.expert import ScriptedExpert, make_expert
+from backend.sim.expert import ScriptedExpert, TargetNoise, make_expert
 from backend.sim.gym_env import ENV_ID, TableTopEnv
 from backend.sim.sim_robot import CAMERAS, SimConfig, SimRobot
 from backend.sim.tasks import COLOURS, Task, UnknownTaskError, list_tasks, make_task, register_task
@@ -23,6 +23,7 @@ __all__ = [
     "SimConfig",
     "SimRobot",
     "TableTopEnv",
+    "TargetNoise",
     "Task",
     "UnknownTaskError",
     "list_tasks",

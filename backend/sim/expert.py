@@ -70,6 +70,7 @@ class ScriptedExpert:
         self._times: list[float] = []
         self._start: EETarget | None = None
         self.t = 0
+        self.last_target: EETarget | None = None  # the goal of the latest `act` (what DART noise perturbs)
 
     def reset(self, robot) -> None:
         self._start = robot.ee_target()
@@ -110,7 +111,8 @@ class ScriptedExpert:
         if self._start is None:
             self.reset(robot)
         self.t += 1
-        return robot.ee_action(self.target(self.t / robot.control_hz))
+        self.last_target = self.target(self.t / robot.control_hz)
+        return robot.ee_action(self.last_target)
 
     # ---------------------------------------------------------------- shared pieces
     def _pick_waypoints(self, robot, colour: str) -> list[Waypoint]:
@@ -128,6 +130,44 @@ class ScriptedExpert:
             Waypoint(grasp, yaw, 1.0, 0.20),  # squeeze
             Waypoint(lifted, yaw, 1.0, 0.80),
         ]
+
+
+@dataclass
+class TargetNoise:
+    """DART-style noise injection for scripted demos (Laskey et al., 2017): the arm executes the expert's goal
+    plus a slowly varying offset, while the episode records the expert's clean action from the state it is
+    actually in. The demos then visit the small deviations a learned policy makes and show how to come back from
+    them, instead of only the expert's own perfect path (which is all behaviour cloning sees otherwise).
+
+    The offset is an Ornstein-Uhlenbeck process per axis (stationary std `position_m` metres on x, y, z and
+    `yaw_rad` on the wrist yaw, correlation time `tau_s`): white noise per tick would be filtered out by the
+    arm's own dynamics before it moved the gripper anywhere. The gripper is never perturbed.
+    """
+
+    position_m: float = 0.01
+    yaw_rad: float = 0.05
+    tau_s: float = 0.3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.position_m < 0 or self.yaw_rad < 0 or self.tau_s <= 0:
+            raise ValueError("noise scales must be >= 0 and tau_s > 0")
+        self.reset(self.seed)
+
+    def reset(self, seed: int) -> None:
+        """A fresh offset process (a demo's seed gives its noise, so a recording is reproducible)."""
+        self._rng = np.random.default_rng(seed)
+        self._offset = np.zeros(4)  # (dx, dy, dz, dyaw), starts on the expert's path
+
+    def perturb(self, target: EETarget, dt: float) -> EETarget:
+        rho = math.exp(-dt / self.tau_s)
+        scale = np.array([self.position_m] * 3 + [self.yaw_rad])
+        self._offset = rho * self._offset + math.sqrt(1.0 - rho * rho) * scale * self._rng.standard_normal(4)
+        return EETarget(
+            position=np.asarray(target.position, dtype=float) + self._offset[:3],
+            yaw=float(target.yaw) + float(self._offset[3]),
+            gripper=target.gripper,
+        )
 
 
 @register_expert("pick")

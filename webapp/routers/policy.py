@@ -10,7 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from backend.services.audit import Action
-from backend.services.live_policy import install_policy
+from backend.services.live_policy import load_policy
 from webapp.deps import AuditDep, ModelsDep, RobotSessionDep
 from webapp.errors import RobotSessionRoute, error_responses
 from webapp.schemas import OverlaysIn, PolicyLoadIn, TakeoverIn
@@ -27,9 +27,9 @@ LOAD_ERRORS = error_responses(
 def load(body: PolicyLoadIn, robot: RobotSessionDep, models: ModelsDep, audit: AuditDep, request: Request) -> dict:
     """Load a registered model (default: the production one) as the robot's policy; replaces one loaded before.
     Takes a few seconds: the model gets a process of its own (Settings.policy_process)."""
-    source = install_policy(models, robot, model_id=body.model_id, help_k=body.help_k, ask_for_help=body.ask_for_help,
-                            process=request.app.state.settings.policy_process)  # fmt: skip
-    audit(Action.POLICY_LOAD, f"model:{source.model.id}", name=source.model.name, version=source.model.version)
+    model = load_policy(models, robot, model_id=body.model_id, help_k=body.help_k, ask_for_help=body.ask_for_help,
+                        process=request.app.state.settings.policy_process)  # fmt: skip
+    audit(Action.POLICY_LOAD, f"model:{model.id}", name=model.name, version=model.version)
     return robot.status()
 
 
