@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backend.services.demos import SETTLE_STEPS_AFTER_SUCCESS, record_demos
+from backend.robot import EETarget
+from backend.services.demos import SETTLE_STEPS_AFTER_SUCCESS, dart_noise, record_demos
 from backend.sim import SimConfig, SimRobot, make_expert, make_task
 from storage.features import ACTION, ACTOR, OBS_STATE
 
@@ -58,3 +59,33 @@ def test_bad_demo_requests_write_nothing(store):
         with pytest.raises(ValueError):
             record_demos(**args)
     assert store.list_episodes() == []
+
+
+def test_dart_demos_execute_a_perturbed_goal_and_record_the_experts_clean_action(store):
+    """DART (backend.sim.TargetNoise): at the first tick both takes start from the same seeded scene, so the clean
+    action recorded under noise equals the plain demo's; from then on the noise has moved the arm, so the states and
+    the expert's corrections differ. A session that recorded the executed (noisy) action fails the first check."""
+    config = SimConfig(image_size=48)
+    want_states, want_actions = plain_demo(7, "blue", config)
+    (demo,) = record_demos(store=store, dataset="dart", task_name="pick", colour="blue", episodes=1, seed=7,
+                           sim_config=config, noise=dart_noise(0.01))  # fmt: skip
+    table = store.read_table(demo.episode_id)
+    states = np.asarray(table.column(OBS_STATE).to_pylist(), np.float32)
+    actions = np.asarray(table.column(ACTION).to_pylist(), np.float32)
+    np.testing.assert_array_equal(actions[0], want_actions[0])
+    assert np.abs(states[5] - want_states[5]).max() > 1e-4  # the noise moved the arm off the plain path
+    assert demo.success  # 1 cm of noise: the expert still recovers and lifts the cube
+
+
+def test_dart_noise_is_seeded_per_take_and_refuses_negative_scales():
+    a, b = dart_noise(0.01), dart_noise(0.01)
+    a.reset(3)
+    b.reset(3)
+    target = EETarget(position=np.zeros(3), yaw=0.0, gripper=1.0)
+    pa, pb = (a.perturb(target, 1 / 30) for _ in range(5)), (b.perturb(target, 1 / 30) for _ in range(5))
+    for x, y in zip(pa, pb, strict=True):
+        np.testing.assert_array_equal(x.position, y.position)
+        assert x.gripper == 1.0  # never perturbed
+    assert dart_noise(0.0) is None
+    with pytest.raises(ValueError, match="noise"):
+        dart_noise(-0.01)
