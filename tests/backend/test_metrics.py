@@ -56,31 +56,52 @@ def world(db_store):
     with store.session_factory.begin() as s:
         ds = Dataset(name="d")
         s.add(ds)
-        models = [RegisteredModel(name="pick", version=1, policy_type="vla_tiny", path="m/1", stage=ModelStage.ARCHIVED),
-                  RegisteredModel(name="pick", version=2, policy_type="vla_tiny", path="m/2", stage=ModelStage.PRODUCTION),
-                  RegisteredModel(name="place", version=1, policy_type="vla_tiny", path="m/3")]  # fmt: skip
+        models = [
+            RegisteredModel(name="pick", version=1, policy_type="vla_tiny", path="m/1", stage=ModelStage.ARCHIVED),
+            RegisteredModel(name="pick", version=2, policy_type="vla_tiny", path="m/2", stage=ModelStage.PRODUCTION),
+            RegisteredModel(name="place", version=1, policy_type="vla_tiny", path="m/3"),
+        ]
         s.add_all(models)
         s.flush()
-        s.add(AuditEvent(at=T0 + timedelta(days=8), actor="erin", action="model.promote", object_type="model",
-                         object_id=str(models[1].id)))  # fmt: skip
+        s.add(
+            AuditEvent(
+                at=T0 + timedelta(days=8),
+                actor="erin",
+                action="model.promote",
+                object_type="model",
+                object_id=str(models[1].id),
+            )
+        )
         for i in range(400):
             m = models[int(rng.integers(3))]
-            r = dict(kind=["live", "evaluation"][int(rng.integers(2))], model_id=m.id, model_name=m.name,
-                     model_version=m.version, task=m.name, colour=["red", "green", "blue"][int(rng.integers(3))],
-                     operator=["olga", "erin", None][int(rng.integers(3))],
-                     started_at=T0 + timedelta(minutes=int(rng.integers(DAYS * 24 * 60))),
-                     duration_s=float(rng.uniform(2, 9)),
-                     outcome=["success", "failure", "aborted"][int(rng.choice(3, p=[0.55, 0.35, 0.10]))],
-                     interventions=int(rng.choice(3, p=[0.7, 0.2, 0.1])), help_prompts=int(rng.choice(3, p=[0.6, 0.3, 0.1])))  # fmt: skip
+            r = dict(
+                kind=["live", "evaluation"][int(rng.integers(2))],
+                model_id=m.id,
+                model_name=m.name,
+                model_version=m.version,
+                task=m.name,
+                colour=["red", "green", "blue"][int(rng.integers(3))],
+                operator=["olga", "erin", None][int(rng.integers(3))],
+                started_at=T0 + timedelta(minutes=int(rng.integers(DAYS * 24 * 60))),
+                duration_s=float(rng.uniform(2, 9)),
+                outcome=["success", "failure", "aborted"][int(rng.choice(3, p=[0.55, 0.35, 0.10]))],
+                interventions=int(rng.choice(3, p=[0.7, 0.2, 0.1])),
+                help_prompts=int(rng.choice(3, p=[0.6, 0.3, 0.1])),
+            )
             r["suite"] = ("heldout" if i % 3 else "paraphrase") if r["kind"] == "evaluation" else None
             s.add(Rollout(**r))
             w["rollouts"].append(r)
-        for i in range(150):
-            e = dict(task=["pick", "place"][int(rng.integers(2))], operator=["olga", "omar"][int(rng.integers(2))],
-                     source=["teleop", "scripted", "intervention"][int(rng.integers(3))], fps=30,
-                     length=int(rng.integers(30, 400)), created_at=T0 + timedelta(minutes=int(rng.integers(DAYS * 1440))),
-                     human_success=[None, True, False][int(rng.integers(3))],
-                     deleted_at=T0 + timedelta(days=30) if rng.random() < 0.1 else None)  # fmt: skip
+        for _ in range(150):
+            e = dict(
+                task=["pick", "place"][int(rng.integers(2))],
+                operator=["olga", "omar"][int(rng.integers(2))],
+                source=["teleop", "scripted", "intervention"][int(rng.integers(3))],
+                fps=30,
+                length=int(rng.integers(30, 400)),
+                created_at=T0 + timedelta(minutes=int(rng.integers(DAYS * 1440))),
+                human_success=[None, True, False][int(rng.integers(3))],
+                deleted_at=T0 + timedelta(days=30) if rng.random() < 0.1 else None,
+            )
             uid = uuid.uuid4().hex
             row = Episode(uid=uid, dataset_id=ds.id, instruction="x", path=f"episodes/{uid}", **e)
             s.add(row)
@@ -88,8 +109,14 @@ def world(db_store):
             e["id"] = row.id
             w["episodes"].append(e)
             for _ in range(int(rng.integers(0, 4))):
-                ev = dict(episode_id=row.id, version=1, user=["lena", "olga"][int(rng.integers(2))],
-                          at=e["created_at"] + timedelta(minutes=int(rng.integers(1, 600))), action="edit", changes={})  # fmt: skip
+                ev = dict(
+                    episode_id=row.id,
+                    version=1,
+                    user=["lena", "olga"][int(rng.integers(2))],
+                    at=e["created_at"] + timedelta(minutes=int(rng.integers(1, 600))),
+                    action="edit",
+                    changes={},
+                )
                 s.add(EpisodeEvent(**ev))
                 w["events"].append(ev | {"episode": e})
             if rng.random() < 0.3:
@@ -100,16 +127,30 @@ def world(db_store):
             created = T0 + timedelta(hours=int(rng.integers(DAYS * 24)))
             started = created + timedelta(seconds=int(rng.integers(1, 60))) if i % 7 else None
             finished = started + timedelta(seconds=int(rng.integers(60, 3600))) if started else None
-            j = dict(kind=["train", "evaluate"][i % 2], status=["succeeded", "failed", "cancelled"][i % 3],
-                     created_by=["erin", "ed"][i % 2], created_at=created, started_at=started, finished_at=finished,
-                     config={"device": "cuda" if i % 5 == 0 else "cpu"})  # fmt: skip
+            j = dict(
+                kind=["train", "evaluate"][i % 2],
+                status=["succeeded", "failed", "cancelled"][i % 3],
+                created_by=["erin", "ed"][i % 2],
+                created_at=created,
+                started_at=started,
+                finished_at=finished,
+                config={"device": "cuda" if i % 5 == 0 else "cpu"},
+            )
             job = Job(**j)
             s.add(job)
             s.flush()
             w["jobs"].append(j)
             if finished is not None and j["kind"] == "train" and j["status"] == "succeeded":
-                s.add(RegisteredModel(name="pick", version=10 + i, policy_type="vla_tiny", path=f"m/j{i}", job_id=job.id,
-                                      created_at=finished + timedelta(seconds=5)))  # fmt: skip
+                s.add(
+                    RegisteredModel(
+                        name="pick",
+                        version=10 + i,
+                        policy_type="vla_tiny",
+                        path=f"m/j{i}",
+                        job_id=job.id,
+                        created_at=finished + timedelta(seconds=5),
+                    )
+                )
                 w["job_models"].append((finished + timedelta(seconds=5) - created).total_seconds())
     return MetricsService(store.session_factory), w
 
@@ -118,9 +159,16 @@ def success(r):
     return r["outcome"] == "success"
 
 
-@pytest.mark.parametrize("f", [MetricsFilter(), MetricsFilter(task="pick"), MetricsFilter(source="live"),
-                               MetricsFilter(since=T0 + timedelta(days=7), until=T0 + timedelta(days=14), operator="olga")],
-                         ids=["all", "task", "source", "week-operator"])  # fmt: skip
+@pytest.mark.parametrize(
+    "f",
+    [
+        MetricsFilter(),
+        MetricsFilter(task="pick"),
+        MetricsFilter(source="live"),
+        MetricsFilter(since=T0 + timedelta(days=7), until=T0 + timedelta(days=14), operator="olga"),
+    ],
+    ids=["all", "task", "source", "week-operator"],
+)
 def test_success_over_time_matches_the_reference(world, f):
     metrics, w = world
     groups = defaultdict(list)
@@ -143,8 +191,12 @@ def test_the_leaderboard_compares_each_model_with_production_on_the_same_suite(w
     metrics, w = world
     rows = metrics.leaderboard(MetricsFilter())
     for x in rows:
-        mine = [r for r in w["rollouts"] if r["suite"] == x["suite"] and (r["model_name"], r["model_version"]) ==
-                (x["model_name"], x["model_version"])]  # fmt: skip
+        mine = [
+            r
+            for r in w["rollouts"]
+            if r["suite"] == x["suite"]
+            and (r["model_name"], r["model_version"]) == (x["model_name"], x["model_version"])
+        ]
         wins = [r for r in mine if success(r)]
         assert (x["rollouts"], x["successes"]) == (len(mine), len(wins))
         assert x["mean_time_to_success_s"] == pytest.approx(np.mean([r["duration_s"] for r in wins]))
@@ -215,8 +267,9 @@ def test_growth_counts_the_episodes_before_the_window(world):
     since = T0 + timedelta(days=10)
     rows = metrics.growth(MetricsFilter(since=since), "week")
     assert rows[-1]["total"] == sum(e["deleted_at"] is None for e in w["episodes"])
-    assert rows[0]["total"] - rows[0]["episodes"] == sum(e["deleted_at"] is None and e["created_at"] < since
-                                                         for e in w["episodes"])  # fmt: skip
+    assert rows[0]["total"] - rows[0]["episodes"] == sum(
+        e["deleted_at"] is None and e["created_at"] < since for e in w["episodes"]
+    )
 
 
 def test_training_jobs_hours_and_time_to_model(world):
@@ -257,6 +310,11 @@ def test_every_chart_answers_by_name_and_bad_filters_are_refused(world):
 
 
 def _keep_rollout(r, f: MetricsFilter) -> bool:
-    return ((f.since is None or r["started_at"] >= f.since) and (f.until is None or r["started_at"] < f.until)
-            and (f.task is None or r["task"] == f.task) and (f.operator is None or r["operator"] == f.operator)
-            and (f.source is None or r["kind"] == f.source) and (f.model_name is None or r["model_name"] == f.model_name))  # fmt: skip
+    return (
+        (f.since is None or r["started_at"] >= f.since)
+        and (f.until is None or r["started_at"] < f.until)
+        and (f.task is None or r["task"] == f.task)
+        and (f.operator is None or r["operator"] == f.operator)
+        and (f.source is None or r["kind"] == f.source)
+        and (f.model_name is None or r["model_name"] == f.model_name)
+    )
