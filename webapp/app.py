@@ -17,6 +17,7 @@ from backend.jobs import JobQueue, load_plugins
 from backend.services.auth import AuthService
 from backend.services.continual import on_rollout
 from backend.services.curation import CurationService
+from backend.services.metrics import MetricsService
 from backend.services.models import ModelRegistry
 from backend.services.rollout_log import RolloutLog
 from backend.settings import Settings
@@ -74,6 +75,7 @@ def create_app(settings: Settings, *, session, store, ui: bool = True, auth: Aut
     )
     app.state.models = ModelRegistry(store.session_factory, settings.models_dir, audit=app.state.auth.audit)
     app.state.rollouts = RolloutLog(store.session_factory)
+    app.state.metrics = MetricsService(store.session_factory)
 
     app.state.rules_runner = None  # the lifespan's (see above)
 

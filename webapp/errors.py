@@ -186,5 +186,6 @@ def _mapping_route(statuses: dict[type[Exception], int]) -> type[APIRoute]:
 # RuntimeUnavailableError: the robot runtime process is (re)starting or did not answer (Settings.robot_process).
 RobotSessionRoute = _mapping_route({RuntimeUnavailableError: 503, LookupError: 404, ValueError: 400, RuntimeError: 409})
 EpisodeQueryRoute = _mapping_route({ValueError: 422})
+MetricsQueryRoute = _mapping_route({ValueError: 422})
 TrainingLaunchRoute = _mapping_route({LookupError: 404, ValueError: 422})
 EvaluationLaunchRoute = _mapping_route({LookupError: 404, ValueError: 422})

@@ -94,6 +94,10 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Permission | str] = {
     ("PUT", "/api/learning-rules/{model_name}"): P.TRAINING_WRITE,  # continual learning on/off (audited)
     ("POST", "/api/models/{model_id}/retrain"): P.TRAINING_WRITE,  # a snapshot + a fine-tuning job (audited)
     # every policy rollout with its outcome (read-only: written by the session and evaluation jobs)
+    # managers' metrics: read-only, for managers, engineers and admins
+    ("GET", "/api/metrics"): P.METRICS_READ,
+    ("GET", "/api/metrics/{chart}"): P.METRICS_READ,
+    ("GET", "/api/metrics/{chart}.csv"): P.METRICS_READ,
     ("GET", "/api/rollouts"): P.TRAINING_READ,
     ("GET", "/api/rollouts/{rollout_id}"): P.TRAINING_READ,
     ("GET", "/api/rollouts.csv"): P.TRAINING_READ,

@@ -152,3 +152,12 @@ def test_training_is_launched_by_engineers_and_admins(app) -> None:
         who = [r for r in ROLES if allowed(r, ROUTE_PERMISSIONS[(method, path)])]
         expected = ["engineer", "manager", "admin"] if method == "GET" else ["engineer", "admin"]
         assert sorted(who) == sorted(expected), (method, path, who)
+
+
+def test_metrics_are_read_by_managers_engineers_and_admins_and_change_nothing(app) -> None:
+    """Issue 14: the Metrics tab is read-only; operators record and label, they do not read the managers' charts."""
+    metrics = [(m, p) for m, p in _operations(app) if p.startswith("/api/metrics")]
+    assert len(metrics) == 3 and all(m == "GET" for m, _ in metrics)
+    for method, path in metrics:
+        who = sorted(r for r in ROLES if allowed(r, ROUTE_PERMISSIONS[(method, path)]))
+        assert who == sorted(["engineer", "manager", "admin"]), path
