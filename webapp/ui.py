@@ -15,11 +15,11 @@ from webapp.assets import ASSETS_URL
 from webapp.schemas import to_public
 
 EPISODES_SHOWN = 50
-STYLES = ("teleop/teleop.css", "label/label.css", "train/train.css", "models/models.css", "admin/admin.css",
-          "episodes.css")  # fmt: skip
+STYLES = ("teleop/teleop.css", "label/label.css", "train/train.css", "models/models.css", "metrics/metrics.css",
+          "admin/admin.css", "episodes.css")  # fmt: skip
 # Each console's entry module; common/header.js: who is signed in, Sign out, and the tabs the role may not use hidden.
-MODULES = ("teleop/main.js", "label/main.js", "train/main.js", "models/main.js", "admin/users.js", "admin/audit.js",
-           "common/header.js")  # fmt: skip
+MODULES = ("teleop/main.js", "label/main.js", "train/main.js", "models/main.js", "metrics/main.js", "admin/users.js",
+           "admin/audit.js", "common/header.js")  # fmt: skip
 
 
 def theme() -> gr.themes.Base:
@@ -113,6 +113,9 @@ def build_ui(*, store) -> gr.Blocks:
                 gr.HTML('<div id="vla-train">Loading the Train tab…</div>', js_on_load=None, padding=False)
             with gr.Tab("Models", id="models"):
                 gr.HTML('<div id="vla-models">Loading the Models page…</div>', js_on_load=None, padding=False)
+            # Managers' charts (static/metrics/): header.js hides the tab from operators (metrics.read).
+            with gr.Tab("Metrics", id="metrics"):
+                gr.HTML('<div id="vla-metrics">Loading the Metrics tab…</div>', js_on_load=None, padding=False)
             # Admins only: static/common/header.js hides both tabs from other roles (the API refuses them anyway).
             with gr.Tab("Users", id="users"):
                 gr.HTML('<div id="vla-users">Loading the users page…</div>', js_on_load=None, padding=False)

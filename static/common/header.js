@@ -7,7 +7,8 @@ import { can, whenSignedIn } from "./identity.js";
 import { mount } from "./mount.js";
 
 // tab label -> permission it needs (Train and Models: training.read, so operators do not see them)
-const TAB_PERMISSION = { Train: "training.read", Models: "training.read", Users: "users.admin", Audit: "audit.read" };
+const TAB_PERMISSION = { Train: "training.read", Models: "training.read", Metrics: "metrics.read", Users: "users.admin",
+                         Audit: "audit.read" };
 
 async function signOut() {
   try {

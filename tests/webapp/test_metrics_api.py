@@ -19,9 +19,19 @@ T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 def rollouts(store):
     with store.session_factory.begin() as s:
         for i in range(12):
-            s.add(Rollout(kind="evaluation" if i % 2 else "live", model_name="pick", model_version=1 + i % 2,
-                          task="pick" if i < 8 else "place", colour="red", suite="heldout" if i % 2 else None,
-                          started_at=T0 + timedelta(days=i), duration_s=3.0, outcome="success" if i % 3 else "failure"))  # fmt: skip
+            s.add(
+                Rollout(
+                    kind="evaluation" if i % 2 else "live",
+                    model_name="pick",
+                    model_version=1 + i % 2,
+                    task="pick" if i < 8 else "place",
+                    colour="red",
+                    suite="heldout" if i % 2 else None,
+                    started_at=T0 + timedelta(days=i),
+                    duration_s=3.0,
+                    outcome="success" if i % 3 else "failure",
+                )
+            )
 
 
 def test_a_manager_reads_every_chart_filters_them_and_downloads_a_csv(client_as, rollouts):
