@@ -139,6 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
     verify = model_commands.add_parser("verify", help="check model files against their checksums; exit 1 if any fail")
     verify.add_argument("id", type=_positive_int, nargs="?", help="one model (default: every model)")
 
+    report = commands.add_parser("report", help="the managers' weekly report as a PDF (the Metrics tab's numbers)")
+    report.add_argument("--week", required=True, help="an ISO week, e.g. 2026-W48")
+    report.add_argument("--out", type=Path, required=True, help="the PDF to write")
+    report.add_argument("--task", help="only this task")
+    report.add_argument("--model", help="only this model name")
+
     serve = commands.add_parser("serve", help="start the dashboard (web UI, REST API, teleop WebSocket) on the sim")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.add_argument(
@@ -670,6 +676,19 @@ class _progress_bar:
         self._bar.close()
 
 
+def cmd_report(args, settings: Settings, store) -> int:
+    from backend.services.metrics import MetricsService
+    from backend.services.metrics_report import render_weekly_report, week_range
+
+    week_range(args.week)  # a bad week fails before anything is written
+    if not args.out.parent.is_dir():
+        raise ValueError(f"the folder of {args.out} does not exist")
+    summary = render_weekly_report(MetricsService(store.session_factory), args.week, args.out, task=args.task,
+                                   model_name=args.model)  # fmt: skip
+    print(f"wrote {args.out}: {summary['rollouts']} rollouts, {summary['demos']} demos, {summary['jobs']} jobs")
+    return 0
+
+
 COMMANDS = {
     "demos": cmd_demos,
     "export": cmd_export,
@@ -683,6 +702,7 @@ COMMANDS = {
     "users": cmd_users,
     "models": cmd_models,
     "worker": cmd_worker,
+    "report": cmd_report,
 }
 
 if __name__ == "__main__":
