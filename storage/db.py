@@ -70,6 +70,9 @@ def make_engine(url: str | URL, **kwargs: Any) -> Engine:
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    # Every ORM session keeps the rollout_daily aggregate exact (a before_flush listener on Session).
+    import storage.rollout_daily  # noqa: F401
+
     # expire_on_commit=False: objects stay readable after commit (services return them to routes).
     return sessionmaker(bind=engine, expire_on_commit=False)
 

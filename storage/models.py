@@ -17,12 +17,13 @@ the migrations drift apart.
 from __future__ import annotations
 
 import enum
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Date,
     DateTime,
     Enum,
     ForeignKey,
@@ -471,3 +472,31 @@ class LearningRule(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_event: Mapped[str | None] = mapped_column(Text)
 
+
+
+class RolloutDaily(Base):
+    """Rollouts summed per UTC day and group (task, colour, model version, kind, suite, operator): what the
+    managers' rollout charts read, so they stay fast at millions of rollouts. Kept up to date in the same flush as
+    every insert, verdict change or delete of a `Rollout` (storage.rollout_daily); a bulk load that bypasses the ORM
+    calls `rebuild_rollout_daily` once."""
+
+    __tablename__ = "rollout_daily"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(768), unique=True)  # JSON of the group, for the upsert
+    day: Mapped[date] = mapped_column(Date, index=True)
+    task: Mapped[str] = mapped_column(String(NAME_MAX_LEN))
+    colour: Mapped[str | None] = mapped_column(String(32))
+    model_name: Mapped[str | None] = mapped_column(String(NAME_MAX_LEN))
+    model_version: Mapped[int | None] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))
+    suite: Mapped[str | None] = mapped_column(String(NAME_MAX_LEN))
+    operator: Mapped[str | None] = mapped_column(String(NAME_MAX_LEN))
+    rollouts: Mapped[int] = mapped_column(Integer, default=0)
+    successes: Mapped[int] = mapped_column(Integer, default=0)
+    with_intervention: Mapped[int] = mapped_column(Integer, default=0)
+    interventions: Mapped[int] = mapped_column(Integer, default=0)
+    help_prompts: Mapped[int] = mapped_column(Integer, default=0)
+    false_alarm_prompts: Mapped[int] = mapped_column(Integer, default=0)  # prompts of unaided successes
+    duration_s: Mapped[float] = mapped_column(default=0.0)
+    success_duration_s: Mapped[float] = mapped_column(default=0.0)

@@ -5,7 +5,9 @@
 
 Each method returns plain rows (dicts) in the order of its CHART's columns, which is also its CSV. The GROUP BY runs
 in the database (SQLite or PostgreSQL: `_period` and `_seconds` are the only dialect-specific pieces); Python only
-adds intervals and ratios to the grouped rows, never scans the raw ones.
+adds intervals and ratios to the grouped rows, never scans the raw ones. The rollout charts read rollout_daily,
+the rollouts summed per UTC day and group (storage.rollout_daily keeps it exact in every flush), so a million
+rollouts cost a few thousand rows; that is why the filters take whole UTC days.
 
 How things are counted (the tab's legend says the same):
 - A rollout's success is its `outcome` (the operator's verdict when given, else the automatic check; an aborted
@@ -18,10 +20,10 @@ How things are counted (the tab's legend says the same):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 from typing import Any, Literal
 
-from sqlalchemy import Float, Integer, and_, case, cast, distinct, false, func, select
+from sqlalchemy import Date, DateTime, Float, Integer, and_, case, cast, distinct, false, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage.models import (
@@ -33,11 +35,12 @@ from storage.models import (
     Job,
     ModelStage,
     RegisteredModel,
-    Rollout,
+    RolloutDaily,
     RolloutKind,
 )
 from vla_core.metrics import difference_interval, percentile, wilson_interval
 
+D = RolloutDaily  # every rollout chart reads the daily aggregate (storage.rollout_daily keeps it exact)
 Bucket = Literal["day", "week", "month"]
 BUCKETS = ("day", "week", "month")
 
@@ -76,6 +79,10 @@ class MetricsFilter:
     source: str | None = None
 
     def __post_init__(self) -> None:
+        for name in ("since", "until"):
+            t = getattr(self, name)
+            if t is not None and _utc(t).time() != time(0):
+                raise ValueError(f"{name} must be a whole UTC day (a date, or midnight UTC), got {t.isoformat()}")
         if self.since is not None and self.until is not None and self.since >= self.until:
             raise ValueError("since must be before until")
 
@@ -88,14 +95,16 @@ class MetricsService:
     def success_over_time(self, f: MetricsFilter, bucket: Bucket = "week") -> list[dict]:
         """Per period, task, colour, model version and kind: rollouts, successes and the Wilson 95% interval."""
         with self._sf() as s:
-            period = _period(s, Rollout.started_at, bucket)
-            keys = (period, Rollout.task, Rollout.colour, Rollout.model_name, Rollout.model_version, Rollout.kind)
-            q = (select(*keys, func.count(), _sum(Rollout.outcome == "success")).where(*_rollout_where(f))
+            period = _period(s, D.day, bucket)
+            keys = (period, D.task, D.colour, D.model_name, D.model_version, D.kind)
+            q = (select(*keys, func.sum(D.rollouts), func.sum(D.successes)).where(*_rollout_where(f))
                  .group_by(*keys).order_by(*keys))  # fmt: skip
             production = _production(s)
             rows = s.execute(q).all()
         out = []
         for p, task, colour, name, version, kind, n, k in rows:
+            if not n:
+                continue
             low, high = wilson_interval(int(k), int(n))
             out.append(dict(period=p, task=task, colour=colour, model_name=name, model_version=version,
                             kind=str(kind), rollouts=int(n), successes=int(k), success_rate=k / n, wilson_low=low,
@@ -106,16 +115,18 @@ class MetricsService:
         """Per evaluation suite and model version: success with interval, mean time to success, and the difference
         to the production model on the same suite (Newcombe interval; significant when it excludes 0)."""
         with self._sf() as s:
-            keys = (Rollout.suite, Rollout.model_name, Rollout.model_version)
-            success = Rollout.outcome == "success"
-            q = (select(*keys, func.count(), _sum(success), func.avg(case((success, Rollout.duration_s))))
-                 .where(*_rollout_where(f), Rollout.suite.is_not(None), Rollout.kind == "evaluation")
+            keys = (D.suite, D.model_name, D.model_version)
+            q = (select(*keys, func.sum(D.rollouts), func.sum(D.successes), func.sum(D.success_duration_s))
+                 .where(*_rollout_where(f), D.suite.is_not(None), D.kind == "evaluation")
                  .group_by(*keys))  # fmt: skip
             production = _production(s)
             rows = s.execute(q).all()
         by_suite: dict[str, list[dict]] = {}
-        for suite, name, version, n, k, mean_s in rows:
+        for suite, name, version, n, k, success_s in rows:
+            if not n:  # every rollout of the group was deleted
+                continue
             low, high = wilson_interval(int(k), int(n))
+            mean_s = success_s / k if k else None
             by_suite.setdefault(suite, []).append(dict(
                 suite=suite, model_name=name, model_version=version, rollouts=int(n), successes=int(k),
                 success_rate=k / n, wilson_low=low, wilson_high=high, mean_time_to_success_s=mean_s,
@@ -140,16 +151,16 @@ class MetricsService:
         how often it asked for help and how often that was a false alarm (it asked, nobody took over, and the
         rollout succeeded)."""
         with self._sf() as s:
-            period = _period(s, Rollout.started_at, bucket)
-            keys = (period, Rollout.model_name, Rollout.model_version)
-            false_alarm = and_(Rollout.help_prompts > 0, Rollout.interventions == 0, Rollout.outcome == "success")
-            q = (select(*keys, func.count(), _sum(Rollout.interventions > 0), func.sum(Rollout.interventions),
-                        func.sum(Rollout.duration_s), func.sum(Rollout.help_prompts),
-                        func.sum(case((false_alarm, Rollout.help_prompts), else_=0)))
+            period = _period(s, D.day, bucket)
+            keys = (period, D.model_name, D.model_version)
+            q = (select(*keys, func.sum(D.rollouts), func.sum(D.with_intervention), func.sum(D.interventions),
+                        func.sum(D.duration_s), func.sum(D.help_prompts), func.sum(D.false_alarm_prompts))
                  .where(*_rollout_where(f)).group_by(*keys).order_by(*keys))  # fmt: skip
             rows = s.execute(q).all()
         out = []
         for p, name, version, n, with_iv, iv, duration, prompts, false_alarms in rows:
+            if not n:
+                continue
             iv, prompts, false_alarms = int(iv or 0), int(prompts or 0), int(false_alarms or 0)
             out.append(dict(period=p, model_name=name, model_version=version, rollouts=int(n),
                             rollouts_with_intervention=int(with_iv), intervention_rate=with_iv / n, interventions=iv,
@@ -285,12 +296,13 @@ def _sum(condition):
 
 
 def _period(s: Session, column, bucket: str):
-    """The start of the bucket `column` falls in, as ISO text: "2026-12-01" (day, week from Monday, month) or
-    "2026-12-01 14:00" (hour)."""
+    """The start of the bucket `column` (a UTC timestamp, or a date) falls in, as ISO text: "2026-12-01" (day,
+    week from Monday, month) or "2026-12-01 14:00" (hour)."""
     if s.get_bind().dialect.name == "postgresql":
         fmt = "YYYY-MM-DD HH24:00" if bucket == "hour" else "YYYY-MM-DD"
-        # timestamptz: truncate the UTC wall time, not the session time zone's
-        return func.to_char(func.date_trunc(bucket, func.timezone("UTC", column)), fmt)
+        # timestamptz: truncate the UTC wall time, not the session time zone's; a date: as it is
+        wall = cast(column, DateTime) if column.type.__class__ is Date else func.timezone("UTC", column)
+        return func.to_char(func.date_trunc(bucket, wall), fmt)
     if bucket == "hour":
         return func.strftime("%Y-%m-%d %H:00", column)
     if bucket == "week":
@@ -316,12 +328,17 @@ def _time_where(column, f: MetricsFilter) -> list:
 
 
 def _rollout_where(f: MetricsFilter) -> list:
-    where = _time_where(Rollout.started_at, f)
-    for column, value in ((Rollout.task, f.task), (Rollout.model_name, f.model_name), (Rollout.operator, f.operator)):
+    """The filter on the daily rollout aggregate (whole UTC days: MetricsFilter refuses anything else)."""
+    where = []
+    if f.since is not None:
+        where.append(D.day >= _utc(f.since).date())
+    if f.until is not None:
+        where.append(D.day < _utc(f.until).date())
+    for column, value in ((D.task, f.task), (D.model_name, f.model_name), (D.operator, f.operator)):
         if value is not None:
             where.append(column == value)
     if f.source is not None:
-        where.append(Rollout.kind == f.source if f.source in RolloutKind._value2member_map_ else false())
+        where.append(D.kind == f.source if f.source in RolloutKind._value2member_map_ else false())
     return where
 
 

@@ -78,6 +78,7 @@ function byKey(rows, key, x, y, type = "bar") {
   return [...groups].map(([name, rs]) => ({ name: String(name), type, x: rs.map((r) => r[x]), y: rs.map((r) => r[y]) }));
 }
 
+/** Draw every chart; resolves when plotly has drawn them all. */
 function render() {
   const { charts } = M.data;
   const rows = (name) => charts[name].rows;
@@ -113,13 +114,15 @@ function render() {
       h("p", { class: "vla-metrics-hint" }, `CPU ${hours[0].toFixed(2)} h, GPU ${hours[1].toFixed(2)} h; launch → ` +
         `registered model: ${ttm.models ?? 0} models, median ${num(ttm.median_s / 60)} min, p90 ${num(ttm.p90_s / 60)} min`)),
   );
-  plot("vla-metrics-success", successTraces(rows("success")), { yaxis: { range: [0, 1], tickformat: ".0%" }, shapes });
+  return Promise.all([
+  plot("vla-metrics-success", successTraces(rows("success")), { yaxis: { range: [0, 1], tickformat: ".0%" }, shapes }),
   plot("vla-metrics-interventions", byKey(rows("interventions"), (r) => `${r.model_name} v${r.model_version}`, "period",
-    "intervention_rate", "scatter"), { yaxis: { tickformat: ".0%" } });
-  plot("vla-metrics-demos", byKey(rows("demos"), "operator", "period", "episodes"), { barmode: "stack" });
+    "intervention_rate", "scatter"), { yaxis: { tickformat: ".0%" } }),
+  plot("vla-metrics-demos", byKey(rows("demos"), "operator", "period", "episodes"), { barmode: "stack" }),
   plot("vla-metrics-growth", [{ name: "episodes", type: "scatter", x: rows("growth").map((r) => r.period),
-                               y: rows("growth").map((r) => r.total) }], {});
-  plot("vla-metrics-jobs", byKey(rows("jobs"), "status", "period", "jobs"), { barmode: "stack" });
+                               y: rows("growth").map((r) => r.total) }], {}),
+  plot("vla-metrics-jobs", byKey(rows("jobs"), "status", "period", "jobs"), { barmode: "stack" }),
+  ]);
 }
 
 async function load() {
@@ -127,8 +130,9 @@ async function load() {
   const t0 = performance.now();
   try {
     M.data = await get(`metrics?${query()}`);
-    render();
-    M.el.msg.textContent = `drawn in ${Math.round(performance.now() - t0)} ms`;
+    await render();
+    M.drawMs = Math.round(performance.now() - t0); // from the request to the last chart drawn (bench_metrics reads it)
+    M.el.msg.textContent = `drawn in ${M.drawMs} ms`;
     M.el.root.dataset.loaded = String(Date.now());
   } catch (e) {
     M.el.msg.textContent = e.message;
@@ -145,6 +149,8 @@ function build(root) {
       ...options(["", "live", "evaluation", "teleop", "scripted", "intervention"], { "": "any source" })),
     bucket: h("select", { name: "bucket", "aria-label": "bucket" }, ...options(["week", "day", "month"])),
   });
+  // The default range: the last 90 days (bench/bench_metrics.py times the charts with it).
+  f.since.value = new Date(Date.now() - 90 * 86400e3).toISOString().slice(0, 10);
   M.el.root = root;
   M.el.msg = h("span", { class: "vla-metrics-msg", role: "status" });
   M.el.body = h("div", { class: "vla-metrics-body" });

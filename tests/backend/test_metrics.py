@@ -25,7 +25,8 @@ from storage.models import (
 )
 from vla_core.metrics import difference_interval, wilson_interval
 
-T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)  # a Monday
+T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)  # a Monday, 08:00: the generated rows start here
+DAY0 = datetime(2026, 11, 2, tzinfo=UTC)  # filters take whole UTC days
 DAYS = 21
 
 
@@ -165,7 +166,7 @@ def success(r):
         MetricsFilter(),
         MetricsFilter(task="pick"),
         MetricsFilter(source="live"),
-        MetricsFilter(since=T0 + timedelta(days=7), until=T0 + timedelta(days=14), operator="olga"),
+        MetricsFilter(since=DAY0 + timedelta(days=7), until=DAY0 + timedelta(days=14), operator="olga"),
     ],
     ids=["all", "task", "source", "week-operator"],
 )
@@ -264,7 +265,7 @@ def test_data_production_leaves_the_trash_out(world):
 
 def test_growth_counts_the_episodes_before_the_window(world):
     metrics, w = world
-    since = T0 + timedelta(days=10)
+    since = DAY0 + timedelta(days=10)
     rows = metrics.growth(MetricsFilter(since=since), "week")
     assert rows[-1]["total"] == sum(e["deleted_at"] is None for e in w["episodes"])
     assert rows[0]["total"] - rows[0]["episodes"] == sum(
@@ -306,7 +307,9 @@ def test_every_chart_answers_by_name_and_bad_filters_are_refused(world):
     with pytest.raises(ValueError, match="bucket"):
         metrics.chart("success", MetricsFilter(), "year")
     with pytest.raises(ValueError, match="before"):
-        MetricsFilter(since=T0, until=T0)
+        MetricsFilter(since=DAY0, until=DAY0)
+    with pytest.raises(ValueError, match="whole UTC day"):
+        MetricsFilter(since=T0)  # 08:00: the rollout charts count whole days
 
 
 def _keep_rollout(r, f: MetricsFilter) -> bool:
@@ -318,3 +321,39 @@ def _keep_rollout(r, f: MetricsFilter) -> bool:
         and (f.source is None or r["kind"] == f.source)
         and (f.model_name is None or r["model_name"] == f.model_name)
     )
+
+
+def test_the_daily_aggregate_follows_verdicts_and_deletes_and_a_rebuild_agrees(world, db_store):
+    """storage.rollout_daily: a verdict given later moves the success chart as it moves the rollout's outcome; a
+    deleted rollout leaves every count; rebuilding from the rollouts gives the same aggregate as the listener."""
+    from sqlalchemy import select
+
+    from backend.services.rollout_log import RolloutLog
+    from storage.models import RolloutDaily
+    from storage.rollout_daily import MEASURES, rebuild_rollout_daily
+
+    metrics, w = world
+    total = lambda: sum(x["successes"] for x in metrics.success_over_time(MetricsFilter(), "month"))  # noqa: E731
+    before = total()
+    with db_store.session_factory() as s:
+        failed = s.scalars(select(Rollout).where(Rollout.outcome == "failure").limit(1)).one()
+    RolloutLog(db_store.session_factory).set_verdict(failed.id, human_success=True)
+    assert total() == before + 1
+    with db_store.session_factory.begin() as s:
+        s.delete(s.get(Rollout, failed.id))
+    assert total() == before
+    rows = sum(x["rollouts"] for x in metrics.success_over_time(MetricsFilter(), "month"))
+    assert rows == len(w["rollouts"]) - 1
+
+    def snapshot():
+        with db_store.session_factory() as s:
+            got = {r.key: tuple(getattr(r, m) for m in MEASURES) for r in s.scalars(select(RolloutDaily))}
+        return {k: v for k, v in got.items() if any(v)}
+
+    incremental = snapshot()
+    with db_store.session_factory.begin() as s:
+        rebuild_rollout_daily(s)
+    rebuilt = snapshot()
+    assert rebuilt.keys() == incremental.keys()
+    for key, values in rebuilt.items():
+        assert values == pytest.approx(incremental[key])

@@ -44,8 +44,8 @@ def test_a_manager_reads_every_chart_filters_them_and_downloads_a_csv(client_as,
     only_pick = manager.get("/api/metrics/success", params={"task": "pick", "bucket": "month"}).json()
     assert {r["task"] for r in only_pick["rows"]} == {"pick"} and sum(r["rollouts"] for r in only_pick["rows"]) == 8
     assert only_pick["columns"] == list(CHARTS["success"])
-    since = manager.get("/api/metrics/success", params={"since": (T0 + timedelta(days=6)).isoformat()}).json()
-    assert sum(r["rollouts"] for r in since["rows"]) == 6
+    since = manager.get("/api/metrics/success", params={"since": (T0 + timedelta(days=6)).date().isoformat()}).json()
+    assert sum(r["rollouts"] for r in since["rows"]) == 6  # a date: from that day's midnight UTC
     download = manager.get("/api/metrics/success.csv", params={"task": "pick"})
     assert download.headers["content-type"].startswith("text/csv")
     assert 'filename="metrics-success.csv"' in download.headers["content-disposition"]
@@ -60,3 +60,5 @@ def test_operators_are_refused_and_bad_filters_get_422(client_as, client):
     bad = client.get("/api/metrics", params={"since": "2026-12-02T00:00:00", "until": "2026-12-01T00:00:00"})
     assert bad.status_code == 422 and "before" in bad.json()["detail"]
     assert client.get("/api/metrics", params={"task": "x" * 129}).status_code == 422
+    noon = client.get("/api/metrics", params={"since": "2026-12-01T12:00:00Z"})
+    assert noon.status_code == 422 and "whole UTC day" in noon.json()["detail"]
