@@ -475,7 +475,7 @@ class LearningRule(Base):
 
 
 class RolloutDaily(Base):
-    """Rollouts summed per UTC day and group (task, colour, model version, kind, suite, operator): what the
+    """Rollouts summed per UTC day and group (task, colour, model version, kind, suite): what the
     managers' rollout charts read, so they stay fast at millions of rollouts. Kept up to date in the same flush as
     every insert, verdict change or delete of a `Rollout` (storage.rollout_daily); a bulk load that bypasses the ORM
     calls `rebuild_rollout_daily` once."""
@@ -491,7 +491,6 @@ class RolloutDaily(Base):
     model_version: Mapped[int | None] = mapped_column(Integer)
     kind: Mapped[str] = mapped_column(String(16))
     suite: Mapped[str | None] = mapped_column(String(NAME_MAX_LEN))
-    operator: Mapped[str | None] = mapped_column(String(NAME_MAX_LEN))
     rollouts: Mapped[int] = mapped_column(Integer, default=0)
     successes: Mapped[int] = mapped_column(Integer, default=0)
     with_intervention: Mapped[int] = mapped_column(Integer, default=0)

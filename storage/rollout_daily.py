@@ -1,7 +1,7 @@
 """The rollout_daily aggregate (storage.models.RolloutDaily), kept exact in the same transaction as the rollouts.
 
 A `before_flush` listener on every ORM Session turns each new, changed or deleted Rollout into a delta on its
-(day, task, colour, model version, kind, suite, operator) row: minus what the row counted before, plus what it
+(day, task, colour, model version, kind, suite) row: minus what the row counted before, plus what it
 counts now, applied as one INSERT ... ON CONFLICT DO UPDATE per group (SQLite and PostgreSQL alike). So the
 managers' rollout charts (backend.services.metrics) read a few thousand grouped rows instead of millions of
 rollouts, and a verdict given after the fact moves the numbers the way it moves the rollout's outcome.
@@ -15,16 +15,18 @@ import json
 from collections import defaultdict
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, event, inspect, select
+from sqlalchemy import delete, event, insert, inspect, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from storage.models import Rollout, RolloutDaily
 
-GROUP = ("task", "colour", "model_name", "model_version", "kind", "suite", "operator")
+# No operator: with it the groups are nearly as many as the rollouts (the charts filtered by operator read those).
+GROUP = ("task", "colour", "model_name", "model_version", "kind", "suite")
 MEASURES = ("rollouts", "successes", "with_intervention", "interventions", "help_prompts", "false_alarm_prompts",
             "duration_s", "success_duration_s")  # fmt: skip
 FIELDS = ("started_at", *GROUP, "outcome", "interventions", "help_prompts", "duration_s")
+# Fields whose change moves a rollout in the aggregate (a changed operator, notes or uncertainty does not).
 
 
 def _contribution(v: dict) -> tuple[tuple, dict]:
@@ -94,10 +96,7 @@ def _apply(session: Session, deltas: dict[tuple, dict]) -> None:
     for group, measures in deltas.items():
         if not any(measures.values()):
             continue
-        day, *rest = group
-        row = {"key": json.dumps([day.isoformat(), *rest]), "day": day, **dict(zip(GROUP, rest, strict=True)),
-               **measures}  # fmt: skip
-        stmt = dialect.insert(RolloutDaily).values(**row)
+        stmt = dialect.insert(RolloutDaily).values(**_row(group, measures))
         stmt = stmt.on_conflict_do_update(
             index_elements=["key"], set_={m: getattr(RolloutDaily, m) + stmt.excluded[m] for m in MEASURES}
         )
@@ -107,11 +106,19 @@ def _apply(session: Session, deltas: dict[tuple, dict]) -> None:
 def rebuild_rollout_daily(session: Session) -> int:
     """Recompute the whole aggregate from the rollouts (after a bulk load); returns the number of groups."""
     session.execute(delete(RolloutDaily))
-    deltas: dict[tuple, dict] = defaultdict(lambda: dict.fromkeys(MEASURES, 0))
+    sums: dict[tuple, dict] = defaultdict(lambda: dict.fromkeys(MEASURES, 0))
     q = select(*[getattr(Rollout, f) for f in FIELDS]).execution_options(yield_per=50_000)
     for values in session.execute(q):
         group, measures = _contribution(dict(zip(FIELDS, values, strict=True)))
+        row = sums[group]
         for k, v in measures.items():
-            deltas[group][k] += v
-    _apply(session, deltas)
-    return len(deltas)
+            row[k] += v
+    rows = [_row(group, measures) for group, measures in sums.items()]
+    for lo in range(0, len(rows), 10_000):  # the table is empty: plain inserts, many rows per statement
+        session.execute(insert(RolloutDaily), rows[lo : lo + 10_000])
+    return len(rows)
+
+
+def _row(group: tuple, measures: dict) -> dict:
+    day, *rest = group
+    return {"key": json.dumps([day.isoformat(), *rest]), "day": day, **dict(zip(GROUP, rest, strict=True)), **measures}

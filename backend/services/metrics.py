@@ -7,7 +7,8 @@ Each method returns plain rows (dicts) in the order of its CHART's columns, whic
 in the database (SQLite or PostgreSQL: `_period` and `_seconds` are the only dialect-specific pieces); Python only
 adds intervals and ratios to the grouped rows, never scans the raw ones. The rollout charts read rollout_daily,
 the rollouts summed per UTC day and group (storage.rollout_daily keeps it exact in every flush), so a million
-rollouts cost a few thousand rows; that is why the filters take whole UTC days.
+rollouts cost a few tens of thousands of rows; that is why the filters take whole UTC days. With an operator
+filter they read the rollouts instead (_RolloutSource: operators are not in the aggregate's groups).
 
 How things are counted (the tab's legend says the same):
 - A rollout's success is its `outcome` (the operator's verdict when given, else the automatic check; an aborted
@@ -35,12 +36,13 @@ from storage.models import (
     Job,
     ModelStage,
     RegisteredModel,
+    Rollout,
     RolloutDaily,
     RolloutKind,
 )
 from vla_core.metrics import difference_interval, percentile, wilson_interval
 
-D = RolloutDaily  # every rollout chart reads the daily aggregate (storage.rollout_daily keeps it exact)
+D = RolloutDaily  # the rollout charts read the daily aggregate (storage.rollout_daily keeps it exact)
 Bucket = Literal["day", "week", "month"]
 BUCKETS = ("day", "week", "month")
 
@@ -95,10 +97,9 @@ class MetricsService:
     def success_over_time(self, f: MetricsFilter, bucket: Bucket = "week") -> list[dict]:
         """Per period, task, colour, model version and kind: rollouts, successes and the Wilson 95% interval."""
         with self._sf() as s:
-            period = _period(s, D.day, bucket)
-            keys = (period, D.task, D.colour, D.model_name, D.model_version, D.kind)
-            q = (select(*keys, func.sum(D.rollouts), func.sum(D.successes)).where(*_rollout_where(f))
-                 .group_by(*keys).order_by(*keys))  # fmt: skip
+            r = _rollout_source(f)
+            keys = (r.period(s, bucket), r.task, r.colour, r.model_name, r.model_version, r.kind)
+            q = select(*keys, r.rollouts, r.successes).where(*r.where).group_by(*keys).order_by(*keys)
             production = _production(s)
             rows = s.execute(q).all()
         out = []
@@ -115,10 +116,10 @@ class MetricsService:
         """Per evaluation suite and model version: success with interval, mean time to success, and the difference
         to the production model on the same suite (Newcombe interval; significant when it excludes 0)."""
         with self._sf() as s:
-            keys = (D.suite, D.model_name, D.model_version)
-            q = (select(*keys, func.sum(D.rollouts), func.sum(D.successes), func.sum(D.success_duration_s))
-                 .where(*_rollout_where(f), D.suite.is_not(None), D.kind == "evaluation")
-                 .group_by(*keys))  # fmt: skip
+            r = _rollout_source(f)
+            keys = (r.suite, r.model_name, r.model_version)
+            q = (select(*keys, r.rollouts, r.successes, r.success_duration_s)
+                 .where(*r.where, r.suite.is_not(None), r.kind == "evaluation").group_by(*keys))  # fmt: skip
             production = _production(s)
             rows = s.execute(q).all()
         by_suite: dict[str, list[dict]] = {}
@@ -151,11 +152,10 @@ class MetricsService:
         how often it asked for help and how often that was a false alarm (it asked, nobody took over, and the
         rollout succeeded)."""
         with self._sf() as s:
-            period = _period(s, D.day, bucket)
-            keys = (period, D.model_name, D.model_version)
-            q = (select(*keys, func.sum(D.rollouts), func.sum(D.with_intervention), func.sum(D.interventions),
-                        func.sum(D.duration_s), func.sum(D.help_prompts), func.sum(D.false_alarm_prompts))
-                 .where(*_rollout_where(f)).group_by(*keys).order_by(*keys))  # fmt: skip
+            r = _rollout_source(f)
+            keys = (r.period(s, bucket), r.model_name, r.model_version)
+            q = (select(*keys, r.rollouts, r.with_intervention, r.interventions, r.duration_s, r.help_prompts,
+                        r.false_alarm_prompts).where(*r.where).group_by(*keys).order_by(*keys))  # fmt: skip
             rows = s.execute(q).all()
         out = []
         for p, name, version, n, with_iv, iv, duration, prompts, false_alarms in rows:
@@ -327,19 +327,61 @@ def _time_where(column, f: MetricsFilter) -> list:
     return where
 
 
-def _rollout_where(f: MetricsFilter) -> list:
-    """The filter on the daily rollout aggregate (whole UTC days: MetricsFilter refuses anything else)."""
-    where = []
-    if f.since is not None:
-        where.append(D.day >= _utc(f.since).date())
-    if f.until is not None:
-        where.append(D.day < _utc(f.until).date())
-    for column, value in ((D.task, f.task), (D.model_name, f.model_name), (D.operator, f.operator)):
-        if value is not None:
-            where.append(column == value)
-    if f.source is not None:
-        where.append(D.kind == f.source if f.source in RolloutKind._value2member_map_ else false())
-    return where
+class _RolloutSource:
+    """The rollout charts' columns and measures, from the daily aggregate (storage.models.RolloutDaily) or, with an
+    operator filter (operators are not part of its groups: with them it would hold a row per rollout or two), from
+    the rollouts themselves. Group columns are attributes (`task`, `kind`, ...), measures are aggregate
+    expressions (`rollouts`, `successes`, ...), `where` the filter; both sources give the same numbers."""
+
+    GROUP = ("task", "colour", "model_name", "model_version", "kind", "suite")
+
+    def __init__(self, f: MetricsFilter) -> None:
+        self.daily = f.operator is None
+        t = D if self.daily else Rollout
+        for name in self.GROUP:
+            setattr(self, name, getattr(t, name))
+        if self.daily:
+            for m in ("rollouts", "successes", "with_intervention", "interventions", "help_prompts",
+                      "false_alarm_prompts", "duration_s", "success_duration_s"):  # fmt: skip
+                setattr(self, m, func.sum(getattr(D, m)))
+            self._time, lower, upper = D.day, _day(f.since), _day(f.until)
+        else:
+            success = Rollout.outcome == "success"
+            unaided = and_(success, Rollout.interventions == 0)
+            self.rollouts, self.successes = func.count(), _sum(success)
+            self.with_intervention, self.interventions = (
+                _sum(Rollout.interventions > 0),
+                func.sum(Rollout.interventions),
+            )
+            self.help_prompts = func.sum(Rollout.help_prompts)
+            self.false_alarm_prompts = func.sum(case((unaided, Rollout.help_prompts), else_=0))
+            self.duration_s = func.sum(Rollout.duration_s)
+            self.success_duration_s = func.sum(case((success, Rollout.duration_s), else_=0.0))
+            self._time, lower, upper = Rollout.started_at, _utc_or_none(f.since), _utc_or_none(f.until)
+        where = [] if lower is None else [self._time >= lower]
+        where += [] if upper is None else [self._time < upper]
+        for column, value in ((self.task, f.task), (self.model_name, f.model_name)):
+            if value is not None:
+                where.append(column == value)
+        if f.operator is not None:
+            where.append(Rollout.operator == f.operator)
+        if f.source is not None:
+            where.append(self.kind == f.source if f.source in RolloutKind._value2member_map_ else false())
+        self.where = where
+
+    def period(self, s: Session, bucket: str):
+        return _period(s, self._time, bucket)
+
+
+_rollout_source = _RolloutSource
+
+
+def _day(t: datetime | None):
+    return None if t is None else _utc(t).date()
+
+
+def _utc_or_none(t: datetime | None):
+    return None if t is None else _utc(t)
 
 
 def _episode_where(f: MetricsFilter, *, time: bool = True, operator: bool = True) -> list:

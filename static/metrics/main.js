@@ -154,8 +154,12 @@ function build(root) {
   M.el.root = root;
   M.el.msg = h("span", { class: "vla-metrics-msg", role: "status" });
   M.el.body = h("div", { class: "vla-metrics-body" });
+  const legend = h("p", { class: "vla-metrics-hint" }, "How things are counted: a rollout succeeds by its outcome (the " +
+    "operator's verdict when given, else the automatic check; aborted is a failure); rollouts of archived models stay " +
+    "under the version they ran; episodes in the trash are left out; jobs count in every status, cancelled included. " +
+    "Dates are whole UTC days.");
   root.append(h("div", { class: "vla-metrics-filters" }, ...Object.values(f), button("Apply", load, { id: "vla-metrics-apply" }),
-                M.el.msg), M.el.body);
+                M.el.msg), legend, M.el.body);
 }
 
 mount("vla-metrics", { build, shown: () => { if (showing("vla-metrics")) load(); } });

@@ -33,7 +33,6 @@ def upgrade() -> None:
         sa.Column("model_version", sa.Integer(), nullable=True),
         sa.Column("kind", sa.String(length=16), nullable=False),
         sa.Column("suite", sa.String(length=64), nullable=True),
-        sa.Column("operator", sa.String(length=64), nullable=True),
         sa.Column("rollouts", sa.Integer(), nullable=False),
         sa.Column("successes", sa.Integer(), nullable=False),
         sa.Column("with_intervention", sa.Integer(), nullable=False),
