@@ -192,20 +192,29 @@ def time_charts(metrics: MetricsService, f: MetricsFilter, runs: int) -> dict:
 
 
 def time_tab_in_browser(data_dir: Path, runs: int) -> dict:
-    """The real server on the generated database and headless Chromium: the Metrics tab opened `runs` times,
-    each time from the request to the last chart drawn, as the tab measures it (window.vlaMetrics.drawMs)."""
+    """The real server on the generated database and headless Chromium: the Metrics tab clicked `runs` times in a
+    fresh browser context each, from the request to the last chart drawn, as the tab measures it
+    (window.vlaMetrics.drawMs). "cold": clicked as soon as the page is up, so plotly.js may still be loading;
+    "warm": clicked once the page has sat idle long enough to have parsed it (what a manager who signs in and
+    then reads the tab sees)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "e2e"))
     from serve import chromium, run_server, signed_in_page
 
-    times = []
+    out = {}
     with run_server(data_dir, image_size=96) as server, chromium() as browser:
-        for _ in range(runs):
-            page = signed_in_page(browser, server.url, "admin")
-            page.get_by_role("tab", name="Metrics").click()
-            page.wait_for_function("window.vlaMetrics && window.vlaMetrics.drawMs != null", timeout=120_000)
-            times.append(page.evaluate("window.vlaMetrics.drawMs"))
-            page.context.close()
-    return {"runs": runs, "median_ms": float(np.median(times)), "max_ms": float(max(times)), "times_ms": times}
+        for case, idle_s in (("cold", 0.0), ("warm", 4.0)):
+            times, parts = [], []
+            for _ in range(runs):
+                page = signed_in_page(browser, server.url, "admin")
+                time.sleep(idle_s)
+                page.get_by_role("tab", name="Metrics").click()
+                page.wait_for_function("window.vlaMetrics && window.vlaMetrics.drawMs != null", timeout=120_000)
+                times.append(page.evaluate("window.vlaMetrics.drawMs"))
+                parts.append(page.evaluate("[window.vlaMetrics.fetchMs, window.vlaMetrics.plotlyMs]"))
+                page.context.close()
+            out[case] = {"runs": runs, "median_ms": float(np.median(times)), "max_ms": float(max(times)),
+                         "times_ms": times, "request_ms_and_plotly_ready_ms": parts}  # fmt: skip
+    return out
 
 
 def run_on(url: str, args) -> dict:
@@ -234,7 +243,7 @@ def throwaway_postgres():
     from sqlalchemy import text
 
     module = load_postgres_fixtures("_pg_bench_metrics")
-    server_cm = contextlib.contextmanager(module.pg_server.__pytest_wrapped__.obj)
+    server_cm = contextlib.contextmanager(module.pg_server._get_wrapped_function())  # the fixture's body
     with server_cm() as server:
         admin = make_engine(server.url, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
