@@ -97,7 +97,7 @@ class MetricsService:
     def success_over_time(self, f: MetricsFilter, bucket: Bucket = "week") -> list[dict]:
         """Per period, task, colour, model version and kind: rollouts, successes and the Wilson 95% interval."""
         with self._sf() as s:
-            r = _rollout_source(f)
+            r = _RolloutSource(f)
             keys = (r.period(s, bucket), r.task, r.colour, r.model_name, r.model_version, r.kind)
             q = select(*keys, r.rollouts, r.successes).where(*r.where).group_by(*keys).order_by(*keys)
             production = _production(s)
@@ -116,7 +116,7 @@ class MetricsService:
         """Per evaluation suite and model version: success with interval, mean time to success, and the difference
         to the production model on the same suite (Newcombe interval; significant when it excludes 0)."""
         with self._sf() as s:
-            r = _rollout_source(f)
+            r = _RolloutSource(f)
             keys = (r.suite, r.model_name, r.model_version)
             q = (select(*keys, r.rollouts, r.successes, r.success_duration_s)
                  .where(*r.where, r.suite.is_not(None), r.kind == "evaluation").group_by(*keys))  # fmt: skip
@@ -152,7 +152,7 @@ class MetricsService:
         how often it asked for help and how often that was a false alarm (it asked, nobody took over, and the
         rollout succeeded)."""
         with self._sf() as s:
-            r = _rollout_source(f)
+            r = _RolloutSource(f)
             keys = (r.period(s, bucket), r.model_name, r.model_version)
             q = (select(*keys, r.rollouts, r.with_intervention, r.interventions, r.duration_s, r.help_prompts,
                         r.false_alarm_prompts).where(*r.where).group_by(*keys).order_by(*keys))  # fmt: skip
@@ -371,9 +371,6 @@ class _RolloutSource:
 
     def period(self, s: Session, bucket: str):
         return _period(s, self._time, bucket)
-
-
-_rollout_source = _RolloutSource
 
 
 def _day(t: datetime | None):

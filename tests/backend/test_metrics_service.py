@@ -34,7 +34,7 @@ def monday(t: datetime) -> str:
     return (t.date() - timedelta(days=t.weekday())).isoformat()
 
 
-_pg = load_postgres_fixtures("_pg_fixtures_metrics")
+_pg = load_postgres_fixtures("_pg_fixtures_metrics_service")
 pg_server, pg_url = _pg.pg_server, _pg.pg_url  # fixtures, found by pytest under these names
 
 
