@@ -61,14 +61,22 @@ def _old_values(r: Rollout) -> dict:
     return out
 
 
+def _sums() -> dict[tuple, dict]:
+    return defaultdict(lambda: dict.fromkeys(MEASURES, 0))
+
+
+def _add(sums: dict[tuple, dict], values: dict, sign: int = 1) -> None:
+    """Add (sign +1) or take away (-1) one rollout's contribution to its group's measures."""
+    group, measures = _contribution(values)
+    row = sums[group]
+    for k, v in measures.items():
+        row[k] += sign * v
+
+
 @event.listens_for(Session, "before_flush")
 def _track_rollouts(session: Session, flush_context, instances) -> None:
-    deltas: dict[tuple, dict] = defaultdict(lambda: dict.fromkeys(MEASURES, 0))
-
-    def add(values: dict, sign: int) -> None:
-        group, measures = _contribution(values)
-        for k, v in measures.items():
-            deltas[group][k] += sign * v
+    deltas = _sums()
+    add = lambda values, sign: _add(deltas, values, sign)  # noqa: E731
 
     for obj in session.new:
         if isinstance(obj, Rollout):
@@ -76,11 +84,7 @@ def _track_rollouts(session: Session, flush_context, instances) -> None:
                 obj.started_at = datetime.now(UTC)  # the column default, taken now so the day is known
             add(_now_values(obj), +1)
     for obj in session.dirty:
-        if (
-            isinstance(obj, Rollout)
-            and session.is_modified(obj)
-            and any(inspect(obj).attrs[f].history.has_changes() for f in FIELDS)
-        ):
+        if isinstance(obj, Rollout) and any(inspect(obj).attrs[f].history.has_changes() for f in FIELDS):
             add(_old_values(obj), -1)
             add(_now_values(obj), +1)
     for obj in session.deleted:
@@ -106,13 +110,10 @@ def _apply(session: Session, deltas: dict[tuple, dict]) -> None:
 def rebuild_rollout_daily(session: Session) -> int:
     """Recompute the whole aggregate from the rollouts (after a bulk load); returns the number of groups."""
     session.execute(delete(RolloutDaily))
-    sums: dict[tuple, dict] = defaultdict(lambda: dict.fromkeys(MEASURES, 0))
+    sums = _sums()
     q = select(*[getattr(Rollout, f) for f in FIELDS]).execution_options(yield_per=50_000)
     for values in session.execute(q):
-        group, measures = _contribution(dict(zip(FIELDS, values, strict=True)))
-        row = sums[group]
-        for k, v in measures.items():
-            row[k] += v
+        _add(sums, dict(zip(FIELDS, values, strict=True)))
     rows = [_row(group, measures) for group, measures in sums.items()]
     for lo in range(0, len(rows), 10_000):  # the table is empty: plain inserts, many rows per statement
         session.execute(insert(RolloutDaily), rows[lo : lo + 10_000])
