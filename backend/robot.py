@@ -22,6 +22,9 @@ class Observation:
     images: dict[str, np.ndarray]  # camera name -> (H, W, 3) uint8 RGB
     state: np.ndarray  # (D_state,) float32: joint positions (rad) + gripper opening [0, 1]
     timestamp: float  # seconds since reset
+    # Training-only per-step signals a simulator can give (storage.features.grounding_key(camera): the instructed
+    # object's (x, y) in that image); recorded with the frame, never fed to a policy. A real robot gives none.
+    signals: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -44,10 +44,14 @@ from vla_core.metrics import percentile  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 COLOUR_SEEDS = {"red": 100_000, "green": 101_000, "blue": 102_000}  # test: the headline figures
-GOALS = {"success_rate_mean": 0.85, "inference_p95_ms": 15.0, "grounding": 0.80, "auroc": 0.80}
+GOALS = {"success_rate_mean": 0.85, "inference_p95_ms": 15.0, "grounding": 0.80, "auroc": 0.80,
+         "other_cubes_mass": 0.10, "occlusion_ratio": 3.0, "wrong_object_rate": 0.05}  # fmt: skip
+OCCLUSION_EVERY = 10  # the occlusion test on every 10th prediction's frame, as evaluation jobs do
+# Issue 15's suites (backend.services.eval_suites), rolled out for every tested model after the test seeds.
+DEFAULT_SUITES = ("colour-swap", "mask-instructed", "mask-other", "jitter", "paraphrases")
 # --quick: 4 demos per colour recorded at the policy's 96 px, a 1-minute budget, 5 test rollouts per colour.
 QUICK = {"dataset": "pick_quick", "demos": 4, "record_size": 96, "minutes": 1.0, "episodes": 5, "select_episodes": 2,
-         "max_steps": 80}  # fmt: skip
+         "suite_episodes": 1, "max_steps": 80}  # fmt: skip
 QUICK_OUT = REPO / "bench/out"
 
 
@@ -69,6 +73,8 @@ def parse_args(argv):
     p.add_argument("--minutes", type=float, default=15.0, help="budget of training + checkpoint selection")
     p.add_argument("--train-seeds", type=int, nargs="+", default=[0], help="training seeds (the goal: 0 1 2)")
     p.add_argument("--episodes", type=int, default=100, help="held-out test rollouts per colour per model")
+    p.add_argument("--suites", nargs="*", default=list(DEFAULT_SUITES), help="evaluation suites after the test seeds")
+    p.add_argument("--suite-episodes", type=int, default=20, help="rollouts per colour per suite")
     p.add_argument("--select-episodes", type=int, default=10, help="validation rollouts per colour per candidate")
     p.add_argument("--no-select", action="store_true", help="hand over the final weights (baseline)")
     p.add_argument("--ema-decay", type=float, help="EMA of the weights (default: TrainConfig's; 0 turns it off)")
@@ -100,8 +106,9 @@ def open_store(data_dir: Path):
 
 
 # ----------------------------------------------------------------------------------------------- evaluation
-def _eval_worker(model_dir: str, colour: str, seeds: list[int], max_steps: int) -> list:
-    """Runs in a fresh process: its own policy, sim and GL context, one torch thread."""
+def _eval_worker(model_dir: str, colour: str, seeds: list[int], max_steps: int, suite: dict | None = None):
+    """Runs in a fresh process: its own policy, sim and GL context, one torch thread. `suite`: an EvalSuite's
+    to_dict (jitter, masking, instructions). Returns (EpisodeResults, occlusion results)."""
     import torch
 
     torch.set_num_threads(1)
@@ -109,16 +116,23 @@ def _eval_worker(model_dir: str, colour: str, seeds: list[int], max_steps: int) 
     from backend.sim import SimConfig, SimRobot
     from vla_core.policies import load_policy
 
+    suite = suite or {}
     policy = load_policy(model_dir)
-    robot = SimRobot(SimConfig(image_size=int(policy.config.image_size), cameras=tuple(policy.config.cameras)))
-    results = []
+    robot = SimRobot(SimConfig(image_size=int(policy.config.image_size), cameras=tuple(policy.config.cameras),
+                               light_jitter=bool(suite.get("light_jitter")),
+                               colour_jitter=bool(suite.get("colour_jitter"))))  # fmt: skip
+    told = tuple(suite["instructions"]) if suite.get("instructions") else None
+    results, occlusions = [], []
     try:
         for seed in seeds:
-            cfg = EvalConfig(task="pick", colour=colour, episodes=1, seed_base=seed, max_steps=max_steps)
-            evaluate_policy(policy, cfg, robot=robot, on_episode=results.append)
+            cfg = EvalConfig(task="pick", colour=colour, episodes=1, seed_base=seed, max_steps=max_steps,
+                             mask_cube=suite.get("mask_cube"), occlusion_every=OCCLUSION_EVERY,
+                             instructions=told and (told[(seed % 1000) % len(told)],))  # fmt: skip
+            report = evaluate_policy(policy, cfg, robot=robot, on_episode=results.append)
+            occlusions.append(report.get("occlusion"))
     finally:
         robot.close()
-    return results
+    return results, occlusions
 
 
 def ensure_dataset(store, name: str, per_colour: int, image_size: int | None, noise_m: float = 0.0) -> None:
@@ -136,10 +150,13 @@ def ensure_dataset(store, name: str, per_colour: int, image_size: int | None, no
         print(f"recorded {per_colour} {colour} demos into {name} in {time.perf_counter() - t:.0f} s", flush=True)
 
 
-def evaluate_model(model_dir: Path, episodes: int, workers: int, max_steps: int, seeds=COLOUR_SEEDS) -> dict:
+def evaluate_model(
+    model_dir: Path, episodes: int, workers: int, max_steps: int, seeds=COLOUR_SEEDS, suite: dict | None = None
+) -> dict:
     """Rollouts for every colour (seeds base, base + 1, ... per colour) over `workers` processes; returns
-    summaries per colour and overall."""
+    summaries per colour and overall (with the occlusion test pooled over every worker's frames)."""
     from backend.services.evaluation import summarize
+    from backend.services.faithfulness import brief, pool_occlusion
     from vla_core.policies import load_policy
 
     threshold = getattr(load_policy(model_dir).config, "uncertainty_threshold", None)
@@ -151,13 +168,16 @@ def evaluate_model(model_dir: Path, episodes: int, workers: int, max_steps: int,
                 jobs.append((colour, seeds_c[w::workers]))
     t0 = time.perf_counter()
     by_colour: dict[str, list] = {c: [] for c in seeds}
+    occlusions: list = []
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
         futures = [
-            (colour, pool.submit(_eval_worker, str(model_dir), colour, job_seeds, max_steps))
+            (colour, pool.submit(_eval_worker, str(model_dir), colour, job_seeds, max_steps, suite))
             for colour, job_seeds in jobs
         ]
         for colour, fut in futures:
-            by_colour[colour] += fut.result()
+            results, occ = fut.result()
+            by_colour[colour] += results
+            occlusions += occ
     wall = time.perf_counter() - t0
     out = {"wall_s": wall, "per_colour": {}}
     everything = []
@@ -170,14 +190,34 @@ def evaluate_model(model_dir: Path, episodes: int, workers: int, max_steps: int,
     overall = summarize(everything, threshold=threshold, model_dir=model_dir)
     overall["task"] = "pick"
     out["overall"] = {k: v for k, v in overall.items() if k != "per_episode"}
+    out["overall"]["occlusion"] = brief(pool_occlusion(occlusions))
     out["per_episode"] = [
         {k: e[k] for k in ("seed", "colour", "success", "steps", "mean_uncertainty", "max_uncertainty",
-                           "grounding_hits", "grounding_frames")}
+                           "grounding_hits", "grounding_frames", "wrong_object", "touched")}
         for e in overall["per_episode"]
     ]  # fmt: skip
     steps = sum(r.steps for r in everything)
     out["steps"] = steps
     out["s_per_step_per_worker"] = wall * workers / max(steps, 1)
+    return out
+
+
+def evaluate_suites(model_dir: Path, args) -> dict:
+    """Each of `args.suites` on `args.suite_episodes` rollouts per colour: success with its interval, grounding,
+    attention on the other cubes, wrong-object rate."""
+    from backend.services.eval_suites import get_suite
+
+    out = {}
+    for name in args.suites:
+        suite = get_suite(name)
+        r = evaluate_model(model_dir, args.suite_episodes, args.workers, args.max_steps, dict(suite.seed_bases),
+                           suite.to_dict())  # fmt: skip
+        o = r["overall"]
+        out[name] = {k: o.get(k) for k in ("success_rate", "successes", "episodes", "wilson_95", "grounding_rate",
+                                           "attention_mass", "wrong_object_rate", "occlusion")}  # fmt: skip
+        out[name]["wall_s"] = r["wall_s"]
+        print(f"  suite {name}: {o['success_rate']:.1%} {[round(x, 3) for x in o['wilson_95']]}, wrong object "
+              f"{o['wrong_object_rate']:.1%}", flush=True)  # fmt: skip
     return out
 
 
@@ -326,6 +366,7 @@ def main(argv=None) -> int:
         run["test"] = {"success_rate": o["success_rate"], "wilson_95": o["wilson_95"], "episodes": o["episodes"],
                        "per_colour": {c: v["success_rate"] for c, v in final["per_colour"].items()},
                        "minutes": minutes}  # fmt: skip
+        run["suites"] = evaluate_suites(model_dir, args)
         curves[seed] = [c for c in run["curve"] if c["success"] is not None]
         tested[seed] = run["test"]
         print(f"seed {seed}: test success {o['success_rate']:.1%} {[round(x, 3) for x in o['wilson_95']]} "
@@ -368,6 +409,15 @@ def main(argv=None) -> int:
         "grounding_keypoints": float(np.mean([o.get("grounding_rate_keypoint_attention") or 0 for o in overall])),
         "uncertainty_auroc_max": _mean_of_known([o["uncertainty_auroc_max"] for o in overall]),
         "uncertainty_auroc_mean": _mean_of_known([o["uncertainty_auroc_mean"] for o in overall]),
+        # Issue 15, means over the training seeds: where the headline map's mass lies, whether greying its peak
+        # moves the action more than greying a random cell, and whether rollouts go for the cube they are told.
+        "attention_mass": {k: _mean_of_known([(o.get("attention_mass") or {}).get(k) for o in overall])
+                           for k in ("instructed", "other_cubes", "gripper", "bowl", "outside")},
+        "occlusion_ratio": _mean_of_known([(o.get("occlusion") or {}).get("ratio") for o in overall]),
+        "wrong_object_rate_test": _mean_of_known([o.get("wrong_object_rate") for o in overall]),
+        "suites": {name: {"success_rate": _mean_of_known([r["suites"][name]["success_rate"] for r in runs]),
+                          "wrong_object_rate": _mean_of_known([r["suites"][name]["wrong_object_rate"] for r in runs])}
+                   for name in (runs[0].get("suites") or {})},
     }
     h = result["headline"]
     result["goals_met"] = {
@@ -375,6 +425,10 @@ def main(argv=None) -> int:
         "inference_p95": h["inference_p95_ms"] <= GOALS["inference_p95_ms"],
         "grounding": h["grounding"] >= GOALS["grounding"],
         "auroc": max(h["uncertainty_auroc_max"] or 0, h["uncertainty_auroc_mean"] or 0) >= GOALS["auroc"],
+        "other_cubes_mass": (h["attention_mass"]["other_cubes"] or 1) <= GOALS["other_cubes_mass"],
+        "occlusion_ratio": (h["occlusion_ratio"] or 0) >= GOALS["occlusion_ratio"],
+        "wrong_object_rate": "colour-swap" in h["suites"]
+        and (h["suites"]["colour-swap"]["wrong_object_rate"] or 0) <= GOALS["wrong_object_rate"],
     }
     result["bench_wall_s"] = time.perf_counter() - t_all
     path = write_result("vla_quick", result, QUICK_OUT) if args.quick else write_result(args.result_name, result)

@@ -59,6 +59,11 @@ def _copy_range(
     actors = table.column(F.ACTOR).to_pylist() if F.ACTOR in table.column_names else [None] * info.length
     flags = table.column(F.INTERVENTION).to_pylist() if F.INTERVENTION in table.column_names else [None] * info.length
     scores = table.column(F.UNCERTAINTY).to_pylist() if F.UNCERTAINTY in table.column_names else [None] * info.length
+    signals = {  # training-only columns (the sim's grounding), (T, 2) each
+        name: pc.list_flatten(table.column(name)).to_numpy().reshape(info.length, -1)
+        for name in table.column_names
+        if F.is_signal_key(name)
+    }
     derived = {"episode_id": info.id, "uid": info.uid, "frames": [start, end], "kind": kind}
     extra = {**info.extra, "derived_from": derived}
     meta = EpisodeMeta(
@@ -86,6 +91,7 @@ def _copy_range(
                 actor=actors[t] or None,
                 intervention=flags[t],
                 uncertainty=scores[t],
+                signals={name: values[t] for name, values in signals.items()},
             )
         new_id = recorder.save(
             auto_success=info.auto_success if keeps_end else None,

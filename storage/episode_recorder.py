@@ -69,6 +69,7 @@ class EpisodeRecorder:
         self._actors: list[str | None] = []
         self._interventions: list[bool] = []
         self._uncertainty: list[float] = []
+        self._signals: dict[str, list[np.ndarray]] = {}  # training-only columns (features.is_signal_key), per step
         self._status = "recording"  # -> saved | discarded | failed
         self._failure: BaseException | None = None
         self._lock = threading.Lock()
@@ -171,12 +172,14 @@ class EpisodeRecorder:
         actor: str | None = None,
         intervention: bool | None = None,
         uncertainty: float | None = None,
+        signals: Mapping[str, np.ndarray | Sequence[float]] | None = None,
     ) -> None:
         """Append one step. images: {camera: (H, W, 3) uint8}; state/action: (len(names),) finite numbers.
 
         actor / intervention (policy rollouts): which command source produced the action and whether it was an
         operator taking over from the policy; uncertainty: the driving policy's score for this step. Stored as
-        per-step columns once any step of the take sets them.
+        per-step columns once any step of the take sets them. signals: training-only per-step values a sim gives
+        ({features.grounding_key(camera): (x, y)}); a step without one of them stores NaN there.
 
         Everything is checked before anything is stored: a ValueError leaves the take as it was.
         """
@@ -210,6 +213,7 @@ class EpisodeRecorder:
                     raise ValueError(f"timestamp {ts} is not after the previous one ({self._timestamps[-1]})")
             if actor is not None and (not isinstance(actor, str) or not actor or len(actor) > 32):
                 raise ValueError(f"actor must be a short non-empty name, got {actor!r}")
+            sig = self._checked_signals(signals)
             try:
                 for name, img in frames.items():
                     self._encoders[name].put(np.array(img, dtype=np.uint8, order="C", copy=True))
@@ -223,6 +227,26 @@ class EpisodeRecorder:
             self._actors.append(actor)
             self._interventions.append(bool(intervention))
             self._uncertainty.append(float("nan") if uncertainty is None else float(uncertainty))
+            for name in sig.keys() - self._signals.keys():  # a signal first seen now: NaN for the steps before
+                self._signals[name] = [np.full(2, np.nan, np.float32)] * index
+            for name, values in self._signals.items():
+                values.append(sig.get(name, np.full(2, np.nan, np.float32)))
+
+    @staticmethod
+    def _checked_signals(signals) -> dict[str, np.ndarray]:
+        if not signals:
+            return {}
+        if not isinstance(signals, Mapping):
+            raise ValueError(f"signals must be a dict, got {type(signals).__name__}")
+        out = {}
+        for name, value in signals.items():
+            if not isinstance(name, str) or not features.is_signal_key(name):
+                raise ValueError(f"unknown training signal {name!r} (expected {features.grounding_key('<camera>')!r})")
+            v = np.asarray(value, dtype=np.float32).reshape(-1)
+            if v.shape != (2,):
+                raise ValueError(f"signal {name!r} must be 2 numbers (x, y), got shape {np.shape(value)}")
+            out[name] = v  # NaN is allowed: out of view
+        return out
 
     def _table(self) -> pa.Table:
         n = self.num_frames
@@ -240,6 +264,9 @@ class EpisodeRecorder:
             table = table.append_column(features.ACTOR, pa.array([a or "" for a in self._actors], pa.string()))
             table = table.append_column(features.INTERVENTION, pa.array(self._interventions, pa.bool_()))
             table = table.append_column(features.UNCERTAINTY, pa.array(self._uncertainty, pa.float32()))
+        for name in sorted(self._signals):
+            flat = pa.array(np.stack(self._signals[name]).reshape(-1), pa.float32())
+            table = table.append_column(name, pa.FixedSizeListArray.from_arrays(flat, 2))
         names = {"state_names": self.meta.state_names, "action_names": self.meta.action_names, "fps": self.meta.fps}
         return table.replace_schema_metadata({"vla_dashboard": json.dumps(names)})
 

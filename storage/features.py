@@ -20,6 +20,22 @@ ACTOR = "actor"  # string per step in the episode table; int64 index into meta/i
 UNCERTAINTY = "uncertainty"  # float32 per step: the driving policy's score (NaN where no policy predicted); ours only
 
 
+# Training-only signals a simulator can give per step and a real robot cannot (stored as per-step columns when a take
+# has them; policies use them as extra supervision, never as inputs).
+GROUNDING_PREFIX = "grounding."  # + camera + ".xy" -> (2,) float32: the instructed object's centre in that image
+
+
+def grounding_key(camera: str) -> str:
+    """Column / batch key of the instructed object's centre in `camera`'s image: (x, y) in [-1, 1] (x right, y down),
+    NaN where unknown or out of view. The sim records it with every frame; real robot data lacks it."""
+    return f"{GROUNDING_PREFIX}{camera}.xy"
+
+
+def is_signal_key(name: str) -> bool:
+    """Whether `name` is a training-only signal column (see GROUNDING_PREFIX)."""
+    return name.startswith(GROUNDING_PREFIX) and name.endswith(".xy") and len(name) > len(GROUNDING_PREFIX) + 3
+
+
 def image_key(camera: str) -> str:
     """The batch/feature key of a camera: "front" -> "observation.images.front"."""
     return OBS_IMAGES_PREFIX + camera

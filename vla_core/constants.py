@@ -1,5 +1,5 @@
 """Keys and file names of vla_core that storage.features does not have (batch keys live there: OBS_STATE, ACTION,
-TASK, image_key). Import these; never write the literals elsewhere."""
+TASK, image_key, grounding_key). Import these; never write the literals elsewhere."""
 
 ACTION_IS_PAD = "action_is_pad"  # bool (B, T): True where the chunk step lies past the episode end
 
@@ -12,9 +12,3 @@ METRICS_FILE = "metrics.jsonl"  # one JSON line per log interval (the training c
 CHECKPOINTS_DIR = "checkpoints"  # periodic checkpoints: step_XXXXXX/, each a saved policy + STATE_FILE
 STATE_FILE = "training_state.pt"  # optimizer, RNG and step of a checkpoint (resuming, not inference)
 
-
-def grounding_key(camera: str) -> str:
-    """Batch key of a training-only signal: float (B, 2), the instructed object's centre in that camera's image,
-    (x, y) in [-1, 1] (x right, y down), NaN where unknown or out of view. The sim records it; real robot data
-    lacks it and simply trains without the grounding loss (see VLATinyConfig.grounding_loss_weight)."""
-    return f"grounding.{camera}.xy"

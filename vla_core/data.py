@@ -13,6 +13,9 @@ storage.features + ACTION_IS_PAD:
     batch[ACTION]          float32 (B, T, D_action)  steps t .. t+T-1, padded by repeating the last action
     batch[ACTION_IS_PAD]   bool (B, T)
     batch[TASK]            list[str] (B,)
+    batch[grounding_key(cam)] float32 (B, 2)  training-only: the instructed object's (x, y) in [-1, 1], NaN where
+                           unknown (only when the episodes carry it: the sim records it, real data does not);
+                           shifted with the image by the augmentation
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import torch
 
 from storage.episode_store import EpisodeInfo, EpisodeStore
 from storage.errors import NotFoundError
-from storage.features import ACTION, OBS_STATE, TASK, image_key
+from storage.features import ACTION, OBS_STATE, TASK, grounding_key, image_key, is_signal_key
 from storage.snapshots import SnapshotService
 from storage.video import read_video
 from vla_core import frame_cache
@@ -96,6 +99,7 @@ class EpisodeData:
     images: dict[str, np.ndarray]  # camera -> (T, 3, H, W) uint8, in RAM or a read-only map of the frame cache
     state: np.ndarray  # (T, D_state) float32
     action: np.ndarray  # (T, D_action) float32
+    signals: dict[str, np.ndarray] = field(default_factory=dict)  # grounding_key(cam) -> (T, 2) float32, if recorded
 
     def __len__(self) -> int:
         return len(self.state)
@@ -112,6 +116,11 @@ def load_episode(
     table = store.read_table(info.id)
     state = np.asarray(table.column(OBS_STATE).to_pylist(), dtype=np.float32)
     action = np.asarray(table.column(ACTION).to_pylist(), dtype=np.float32)
+    signals = {
+        name: np.asarray(table.column(name).to_pylist(), dtype=np.float32).reshape(len(state), 2)
+        for name in table.column_names
+        if is_signal_key(name)
+    }
     files = store.episode_files(info.id)
     images = {}
     for cam in cameras:
@@ -130,6 +139,7 @@ def load_episode(
         images=images,
         state=state,
         action=action,
+        signals=signals,
     )
 
 
@@ -262,11 +272,17 @@ class Augmentation:
     enabled: bool = True
 
 
-def augment_images(images: torch.Tensor, aug: Augmentation, generator: torch.Generator) -> torch.Tensor:
-    """Augment a uint8 (B, 3, H, W) batch; returns uint8 of the same shape. Deterministic given `generator`."""
+def augment_images(
+    images: torch.Tensor, aug: Augmentation, generator: torch.Generator, points: torch.Tensor | None = None
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Augment a uint8 (B, 3, H, W) batch; returns uint8 of the same shape. Deterministic given `generator`.
+
+    With `points` (B, 2): image positions (x, y) in [-1, 1] (the grounding signal), also returns them moved with
+    the shift, NaN where the shift pushed them out of the image."""
     if not aug.enabled:
-        return images
+        return images if points is None else (images, points)
     b, _, h, w = images.shape
+    moved = None
     x = images
     s = int(aug.max_shift)
     if s > 0:
@@ -278,6 +294,10 @@ def augment_images(images: torch.Tensor, aug: Augmentation, generator: torch.Gen
         x = padded.gather(2, rows)
         cols = (torch.arange(w)[None, :] + dx[:, None])[:, None, None, :].expand(b, 3, h, w)
         x = x.gather(3, cols)
+        if points is not None:  # output pixel r shows input pixel r + d - s: content moves by s - d pixels
+            shift = torch.stack([(s - dx).float() * 2 / w, (s - dy).float() * 2 / h], -1)  # (B, 2) in [-1, 1] units
+            moved = points.float() + shift
+            moved[~(moved.abs() <= 1.0).all(-1)] = float("nan")
     else:
         x = x.float()
     if aug.brightness > 0:
@@ -286,7 +306,10 @@ def augment_images(images: torch.Tensor, aug: Augmentation, generator: torch.Gen
         c = 1 + (torch.rand(b, 1, 1, 1, generator=generator) * 2 - 1) * aug.contrast
         grey = x.mean(dim=(1, 2, 3), keepdim=True)  # one value for all channels: the hue is untouched
         x = (x - grey) * c + grey
-    return x.round_().clamp_(0, 255).to(torch.uint8)
+    out = x.round_().clamp_(0, 255).to(torch.uint8)
+    if points is None:
+        return out
+    return out, (points.float() if moved is None else moved)
 
 
 # ----------------------------------------------------------------------------------------------- windows
@@ -312,6 +335,7 @@ class WindowDataset(torch.utils.data.Dataset):
     instructions: list[str] = field(init=False)
     frame_episode: np.ndarray = field(init=False)
     frame_step: np.ndarray = field(init=False)
+    signals: dict[str, np.ndarray] = field(init=False)  # grounding_key(cam) -> (N, 2), NaN where not recorded
 
     def __post_init__(self) -> None:
         if self.chunk_size < 1:
@@ -340,6 +364,13 @@ class WindowDataset(torch.utils.data.Dataset):
         self.frame_episode = np.concatenate(ep_of)
         self.frame_step = np.concatenate(step_of)
         self.instructions = [e.instruction for e in self.episodes]
+        # Grounding signals of the cameras trained on, when any episode has them (NaN rows for those that do not).
+        self.signals = {}
+        for key in (grounding_key(c) for c in self.cameras):
+            if any(key in e.signals for e in self.episodes):
+                self.signals[key] = np.concatenate(
+                    [e.signals.get(key, np.full((len(e), 2), np.nan, np.float32)) for e in self.episodes]
+                ).astype(np.float32)
 
     def __len__(self) -> int:
         return len(self.state)
@@ -381,11 +412,18 @@ class WindowDataset(torch.utils.data.Dataset):
         batch: dict = {}
         for cam in self.cameras:
             imgs = torch.from_numpy(self.frames(cam, indices))
+            points = self.signals.get(grounding_key(cam))
+            points = None if points is None else torch.from_numpy(points[indices])
             if augmentation is not None and augmentation.enabled:
                 if generator is None:
                     raise ValueError("augmentation needs a torch.Generator for reproducibility")
-                imgs = augment_images(imgs, augmentation, generator)
+                if points is None:
+                    imgs = augment_images(imgs, augmentation, generator)
+                else:
+                    imgs, points = augment_images(imgs, augmentation, generator, points)
             batch[image_key(cam)] = imgs
+            if points is not None:
+                batch[grounding_key(cam)] = points
         batch[OBS_STATE] = torch.from_numpy(self.state[indices])
         batch[ACTION] = torch.from_numpy(self.action[self.chunk_index[indices]])
         batch[ACTION_IS_PAD] = torch.from_numpy(self.is_pad[indices])

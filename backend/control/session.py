@@ -367,7 +367,8 @@ class RobotSession(PolicyControl):
                 policy = self.policy if source_name == "policy" else None
                 score = policy.stats.uncertainties[-1] if policy is not None and policy.stats.uncertainties else None
                 take.recorder.add_frame(images=prev_obs.images, state=prev_obs.state, action=action,
-                                        actor=source_name, intervention=intervention, uncertainty=score)  # fmt: skip
+                                        actor=source_name, intervention=intervention, uncertainty=score,
+                                        signals=prev_obs.signals)  # fmt: skip
                 if intervention:
                     take.intervention_frames += 1
                     if take.last_actor not in CORRECTING_SOURCES:

@@ -32,7 +32,9 @@ MAX_EPISODES = 1000  # per (task, colour)
 VIDEO_CHOICES = ("failures", "all", "none")
 VIDEOS_DIR = "videos"  # in the job's folder: <task>_<colour>_<seed>.mp4, served by GET /api/jobs/{id}/videos/{name}
 SUMMARY_KEYS = ("success_rate", "successes", "episodes", "wilson_95", "mean_steps", "grounding_rate",
-                "uncertainty_auroc_max", "uncertainty_auroc_mean", "policy_ms_p95_max")  # fmt: skip
+                "grounding_rate_keypoint_attention", "attention_mass", "wrong_object_rate", "uncertainty_auroc_max",
+                "uncertainty_auroc_mean", "policy_ms_p95_max")  # fmt: skip
+OCCLUSION_EVERY = 10  # the occlusion test runs on every 10th prediction's frame (faithfulness.occlusion_test)
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ def submit_evaluation(queue: JobQueue, registry: Any, request: EvaluationRequest
     from backend.sim.sim_robot import ARM_JOINTS
 
     instructions = None
+    scene: dict[str, Any] = {}
     if request.suite is not None:
         suite = get_suite(request.suite)  # ValueError naming the known suites
         request = EvaluationRequest(model_id=request.model_id, tasks=suite.tasks, colours=suite.colours,
@@ -67,6 +70,7 @@ def submit_evaluation(queue: JobQueue, registry: Any, request: EvaluationRequest
                                     max_steps=suite.max_steps, suite=suite.name, gate=request.gate,
                                     videos=request.videos)  # fmt: skip
         instructions = list(suite.instructions) if suite.instructions else None
+        scene = {"light_jitter": suite.light_jitter, "colour_jitter": suite.colour_jitter, "mask_cube": suite.mask_cube}
     info = registry.get(request.model_id)
     problems = registry.verify(request.model_id)
     if problems:
@@ -97,7 +101,7 @@ def submit_evaluation(queue: JobQueue, registry: Any, request: EvaluationRequest
             raise ValueError(f"{info.label} has {key} {info.config[key]}; the sim arm has {arm}")
     seeds = {f"{t}/{c}": [bases[c], request.episodes] for t in tasks for c in colours}
     config = {"model_id": info.id, "model": info.label, "seeds": seeds, "max_steps": int(request.max_steps),
-              "suite": request.suite, "instructions": instructions, "videos": request.videos}  # fmt: skip
+              "suite": request.suite, "instructions": instructions, "videos": request.videos, **scene}  # fmt: skip
     if request.gate is not None:
         config["gate"] = dict(request.gate)
     return queue.submit(KIND, config, user)
@@ -106,6 +110,7 @@ def submit_evaluation(queue: JobQueue, registry: Any, request: EvaluationRequest
 @register_handler(KIND)
 def run_evaluation(ctx: JobContext) -> dict[str, Any]:
     from backend.services.evaluation import EvalConfig, evaluate_policy, summarize
+    from backend.services.faithfulness import brief, pool_occlusion
     from backend.services.models import ModelRegistry
     from backend.services.rollout_log import RolloutLog
     from backend.sim import SimConfig, SimRobot
@@ -121,7 +126,9 @@ def run_evaluation(ctx: JobContext) -> dict[str, Any]:
     done_dir = ctx.job_dir / "groups"
     done_dir.mkdir(exist_ok=True)
     cameras = tuple(policy.config.cameras)
-    robot = SimRobot(SimConfig(image_size=int(policy.config.image_size), cameras=cameras))
+    robot = SimRobot(SimConfig(image_size=int(policy.config.image_size), cameras=cameras,
+                               light_jitter=bool(config.get("light_jitter")),
+                               colour_jitter=bool(config.get("colour_jitter"))))  # fmt: skip
     reports: dict[str, dict] = {}
     finished = 0
     try:
@@ -148,7 +155,8 @@ def run_evaluation(ctx: JobContext) -> dict[str, Any]:
             cfg = EvalConfig(task=task, colour=colour, episodes=episodes, seed_base=base,
                              max_steps=config["max_steps"], instructions=told,
                              video_dir=None if videos == "none" else ctx.job_dir / VIDEOS_DIR,
-                             keep_videos="all" if videos == "all" else "failures")  # fmt: skip
+                             keep_videos="all" if videos == "all" else "failures",
+                             occlusion_every=OCCLUSION_EVERY, mask_cube=config.get("mask_cube"))  # fmt: skip
             report = evaluate_policy(policy, cfg, robot=robot, on_episode=on_episode)
             _write_json(saved, report)
             reports[group] = report
@@ -163,11 +171,13 @@ def run_evaluation(ctx: JobContext) -> dict[str, Any]:
     overall = summarize(
         [_episode(e) for e in everything], threshold=getattr(policy.config, "uncertainty_threshold", None)
     )
+    overall["occlusion"] = pool_occlusion([r.get("occlusion") for r in reports.values()])
     _write_json(ctx.job_dir / "evaluation.json", {"model": info.label, "seeds": groups, "overall": overall,
                                                   "groups": reports})  # fmt: skip
     result = {"model_id": model_id, "seeds": groups, "max_steps": config["max_steps"], "suite": config.get("suite")}
-    result["overall"] = {k: overall.get(k) for k in SUMMARY_KEYS}
-    result["per_group"] = {g: {k: r.get(k) for k in SUMMARY_KEYS} for g, r in reports.items()}
+    result["overall"] = {**{k: overall.get(k) for k in SUMMARY_KEYS}, "occlusion": brief(overall["occlusion"])}
+    result["per_group"] = {g: {**{k: r.get(k) for k in SUMMARY_KEYS}, "occlusion": brief(r.get("occlusion"))}
+                           for g, r in reports.items()}  # fmt: skip
     # The failures' videos, for the registry's one-click player: [{"group", "seed", "video": file name}, ...].
     result["failure_videos"] = [
         {"group": g, "seed": e["seed"], "video": Path(e["video"]).name}
@@ -215,6 +225,7 @@ def _rollout_record(e: dict, info, job_id: int, suite: str | None, user: str | N
         "steps": e["steps"], "auto_success": bool(e["success"]), "uncertainty_mean": e.get("mean_uncertainty"),
         "uncertainty_max": e.get("max_uncertainty"),
         "extra": {"grounding_rate": e.get("grounding_rate"), "policy_ms_p95": e.get("policy_ms_p95"),
+                  "wrong_object": e.get("wrong_object"), "touched": e.get("touched"),
                   "video": Path(e["video"]).name if e.get("video") else None},
     }  # fmt: skip
 

@@ -6,6 +6,12 @@ stored with the suite's name (backend.services.rollout_log), which the metrics a
   validation seeds checkpoint selection uses), the canonical instruction, 20 per colour.
 - "paraphrases": the same scenes, each told with an instruction no training template uses (NEW_PARAPHRASES,
   cycled over the seeds), to check the policy follows the words rather than one memorised sentence.
+- "colour-swap": the same 20 scenes (103000+) told each of the three colours in turn: does the policy go for the
+  cube it is told about? (the wrong-object rate; issue 15 asks for <= 5%).
+- "jitter": the held-out scenes with the lights and the materials' colours jittered (SimConfig light_jitter /
+  colour_jitter), which no training demo had.
+- "mask-instructed" / "mask-other": the held-out scenes with the instructed cube, or another one, greyed out in
+  every image the policy sees. A policy that uses the cube it is told about fails far more often without it.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from dataclasses import dataclass
 __all__ = ["NEW_PARAPHRASES", "SUITES", "EvalSuite", "get_suite"]
 
 TEST_SEEDS = {"red": 100_000, "green": 101_000, "blue": 102_000}
+SWAP_SEED = 103_000  # colour-swap: one set of scenes for every colour (disjoint from the test and validation seeds)
 
 # Never among the sim tasks' instruction_templates (the training paraphrases): checked by the tests.
 NEW_PARAPHRASES = (
@@ -35,12 +42,16 @@ class EvalSuite:
     seed_bases: tuple[tuple[str, int], ...] = tuple(TEST_SEEDS.items())
     instructions: tuple[str, ...] | None = None  # templates with {colour}, episode i takes i % len; None: canonical
     max_steps: int = 200
+    light_jitter: bool = False  # SimConfig's appearance jitter, off in every training demo
+    colour_jitter: bool = False
+    mask_cube: str | None = None  # EvalConfig.mask_cube: "instructed" or "other" greyed out in what the policy sees
 
     def to_dict(self) -> dict:
         return {"name": self.name, "description": self.description, "tasks": list(self.tasks),
                 "colours": list(self.colours), "episodes": self.episodes, "seed_bases": dict(self.seed_bases),
                 "instructions": list(self.instructions) if self.instructions else None,
-                "max_steps": self.max_steps}  # fmt: skip
+                "max_steps": self.max_steps, "light_jitter": self.light_jitter, "colour_jitter": self.colour_jitter,
+                "mask_cube": self.mask_cube}  # fmt: skip
 
 
 SUITES: dict[str, EvalSuite] = {
@@ -49,6 +60,14 @@ SUITES: dict[str, EvalSuite] = {
         EvalSuite("held-out", "test seeds, canonical instruction, 20 rollouts per colour"),
         EvalSuite("paraphrases", "the held-out scenes told with instructions no training template uses",
                   instructions=NEW_PARAPHRASES),
+        EvalSuite("colour-swap", "the same 20 scenes told each colour in turn (the wrong-object rate)",
+                  seed_bases=tuple((c, SWAP_SEED) for c in TEST_SEEDS)),
+        EvalSuite("jitter", "the held-out scenes with light and material colour jitter no demo had",
+                  light_jitter=True, colour_jitter=True),
+        EvalSuite("mask-instructed", "the held-out scenes with the instructed cube greyed out in every image",
+                  mask_cube="instructed"),
+        EvalSuite("mask-other", "the held-out scenes with another cube greyed out in every image",
+                  mask_cube="other"),
     )  # fmt: skip
 }
 

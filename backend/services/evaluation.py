@@ -12,14 +12,16 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from backend.sim import SimConfig, SimRobot, make_task
+from backend.services.faithfulness import OcclusionFrame, mask_cube, occlusion_test
+from backend.services.grounding import CubeWatcher, mass_shares, scene_regions
+from backend.sim import COLOURS, SimConfig, SimRobot, make_task
 from backend.sim.projection import cube_bbox
 from storage.features import OBS_STATE, image_key
 from storage.video import EncoderSettings, VideoWriter
@@ -36,6 +38,7 @@ __all__ = [
 
 # Maps besides PolicyOutput.attention (the headline grounding) that get the same grounding test when present.
 OTHER_GROUNDING_MAPS = ("attention_rollout", "keypoint_attention")
+MASS_REGIONS = ("instructed", "other_cubes", "gripper", "bowl", "outside")  # keys of grounding.mass_shares
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,10 @@ class EvalConfig:
     # Batch-1 inference is latency-bound: one torch thread avoids OpenMP threads spinning against the renderer
     # (llvmpipe) and other processes; on a busy 2-core machine 2 threads measured 720 ms/step against 5 ms with 1.
     num_threads: int | None = 1
+    # Faithfulness (issue 15): grey out the "instructed" cube or an "other" one in what the policy sees (closed
+    # loop), and run the occlusion test on every `occlusion_every`-th prediction's frame (0 = off).
+    mask_cube: str | None = None
+    occlusion_every: int = 0
 
     def validate(self) -> None:
         if self.episodes < 1:
@@ -67,6 +74,10 @@ class EvalConfig:
             raise ValueError(f"keep_videos must be 'all' or 'failures', got {self.keep_videos!r}")
         if self.image_size is not None and self.image_size < 16:
             raise ValueError(f"image_size must be at least 16, got {self.image_size}")
+        if self.mask_cube not in (None, "instructed", "other"):
+            raise ValueError(f"mask_cube must be 'instructed', 'other' or None, got {self.mask_cube!r}")
+        if self.occlusion_every < 0:
+            raise ValueError(f"occlusion_every must be >= 0, got {self.occlusion_every}")
         make_task(self.task, colour=self.colour)  # UnknownTaskError (a ValueError) lists the valid names
 
 
@@ -90,6 +101,11 @@ class EpisodeResult:
     video: str | None = None
     # The same test on the policy's other maps, where it has them: {"attention_rollout": hits, ...}.
     grounding_hits_by_map: dict[str, int] = field(default_factory=dict)
+    # Sum over the grounding frames of the headline map's mass shares (grounding.mass_shares): instructed,
+    # other_cubes, gripper, bowl, outside. Divide by grounding_frames for the mean.
+    attention_mass_sums: dict[str, float] = field(default_factory=dict)
+    touched: list[str] = field(default_factory=list)  # cubes the rollout lifted or pushed (grounding.CubeWatcher)
+    wrong_object: bool = False  # it lifted or pushed a cube it was not told about
     uncertainties: list[float] = field(default_factory=list, repr=False)
 
     @property
@@ -158,10 +174,13 @@ class EvaluationSource:
     name = "evaluation"
     record_as = "policy"
 
-    def __init__(self, policy, on_prediction: Callable[[Any, Any, Any], None] | None = None) -> None:
+    def __init__(
+        self, policy, on_prediction: Callable[[Any, Any, Any], None] | None = None, mask_colour: str | None = None
+    ) -> None:
         self.policy = policy
         self.cameras = tuple(policy.config.cameras)
         self.on_prediction = on_prediction
+        self.mask_colour = mask_colour  # grey out this cube in every image the policy sees (faithfulness.mask_cube)
         self.instruction = ""
         self.latencies: list[float] = []  # seconds per select_action
 
@@ -176,6 +195,8 @@ class EvaluationSource:
     def act(self, robot, now: float, obs) -> np.ndarray:
         if hasattr(self.policy, "last_output"):
             self.policy.last_output = None
+        if self.mask_colour is not None:
+            obs = replace(obs, images=mask_cube(robot, obs.images, self.mask_colour))
         t = time.perf_counter()
         with torch.inference_mode():
             action = self.policy.select_action(_policy_obs(obs, self.cameras), self.instruction)
@@ -206,10 +227,14 @@ def run_episode(
     video_path: Path | None = None,
     grounding_camera: str = "front",
     session=None,
+    mask_colour: str | None = None,
+    keep_frames: list | None = None,
+    keep_every: int = 0,
 ) -> EpisodeResult:
     """One closed-loop rollout from the seeded scene on a headless RobotSession (`session`, or one made for
     `robot`): the live robot's tick and safety filter, with the policy as its command source; stops at the first
-    step the success predicate holds."""
+    step the success predicate holds. `mask_colour`: grey out that cube in what the policy sees; `keep_frames`:
+    a list to append every `keep_every`-th prediction's observation to (faithfulness.OcclusionFrame)."""
     task = make_task(task_name, colour=colour)
     if instruction is None:
         instruction = task.instruction(np.random.default_rng(seed) if paraphrase else None)
@@ -217,6 +242,8 @@ def run_episode(
     uncertainties: list[float] = []
     hits = frames = 0
     hits_by_map: dict[str, int] = {}
+    mass_sums: dict[str, float] = {}
+    cubes = CubeWatcher()
     writer = _VideoWriter(video_path, robot.control_hz) if video_path is not None else None
     heat: np.ndarray | None = None
 
@@ -224,6 +251,8 @@ def run_episode(
         nonlocal hits, frames, heat
         if out is not None:
             uncertainties.append(_scalar(out.uncertainty))
+            if keep_frames is not None and keep_every > 0 and len(uncertainties) % keep_every == 1:
+                keep_frames.append(OcclusionFrame(_policy_obs(observation, source.cameras), instruction))
             attention = getattr(out, "attention", None) or {}
             if grounding_camera in attention:
                 heat = _map(attention[grounding_camera])
@@ -231,6 +260,10 @@ def run_episode(
                 if bbox is not None:
                     frames += 1
                     hits += attention_peak_hit(heat, bbox, robot.config.image_hw)
+                    hw = robot.config.image_hw
+                    shares = mass_shares(heat, scene_regions(robot, colour, grounding_camera, hw), hw)
+                    for name, share in shares.items():
+                        mass_sums[name] = mass_sums.get(name, 0.0) + share
                     for name in OTHER_GROUNDING_MAPS:
                         maps = getattr(out, name, None) or {}
                         if grounding_camera in maps:
@@ -241,7 +274,7 @@ def run_episode(
                        uncertainty=uncertainties[-1] if uncertainties else None, threshold=threshold,
                        instruction=instruction)  # fmt: skip
 
-    source = EvaluationSource(policy, on_prediction=measure)
+    source = EvaluationSource(policy, on_prediction=measure, mask_colour=mask_colour)
     session.add_source(source, replace=True)  # this episode's policy and measurements
     success = False
     t0 = time.perf_counter()
@@ -250,9 +283,11 @@ def run_episode(
         session.set_source("idle")  # so that the policy is activated (reset) in the new scene
         session.reset(seed=seed, task=task_name, colour=colour, instruction=instruction)
         session.set_source(source.name)
+        cubes.start(robot)
         while steps < max_steps:
             steps += 1
             session.step()
+            cubes.update(robot)
             if robot.success():
                 success = True
                 break
@@ -280,6 +315,9 @@ def run_episode(
         policy_ms_p95=percentile(lat_ms, 95),
         video=str(video_path) if video_path is not None else None,
         grounding_hits_by_map=hits_by_map,
+        attention_mass_sums=mass_sums,
+        touched=sorted(cubes.touched),
+        wrong_object=cubes.wrong_object(colour),
         uncertainties=[float(x) for x in u],
     )
 
@@ -308,6 +346,8 @@ def evaluate_policy(
     if cfg.video_dir is not None:
         Path(cfg.video_dir).mkdir(parents=True, exist_ok=True)
     results: list[EpisodeResult] = []
+    kept: list[OcclusionFrame] = []
+    mask = {None: None, "instructed": cfg.colour, "other": _other_colour(cfg.colour)}[cfg.mask_cube]
     session = headless_session(robot)
     threads_before = torch.get_num_threads()
     if cfg.num_threads:
@@ -320,7 +360,8 @@ def evaluate_policy(
             result = run_episode(
                 policy, robot, task_name=cfg.task, colour=cfg.colour, seed=seed, max_steps=max_steps,
                 paraphrase=cfg.paraphrase, instruction=told, threshold=threshold, video_path=video,
-                grounding_camera=cfg.grounding_camera, session=session,
+                grounding_camera=cfg.grounding_camera, session=session, mask_colour=mask,
+                keep_frames=kept, keep_every=cfg.occlusion_every,
             )  # fmt: skip
             if video is not None and result.success and cfg.keep_videos == "failures":
                 video.unlink(missing_ok=True)
@@ -328,11 +369,21 @@ def evaluate_policy(
             results.append(result)
             if on_episode is not None:
                 on_episode(result)
+        occlusion = occlusion_test(policy, kept, camera=cfg.grounding_camera, seed=cfg.seed_base) if kept else None
     finally:
         torch.set_num_threads(threads_before)
         if own_robot:
             robot.close()
-    return summarize(results, cfg=cfg, threshold=threshold, model_dir=model_dir, image_hw=robot.config.image_hw)
+    summary = summarize(results, cfg=cfg, threshold=threshold, model_dir=model_dir, image_hw=robot.config.image_hw)
+    summary["mask_cube"] = cfg.mask_cube
+    if occlusion is not None:
+        summary["occlusion"] = occlusion
+    return summary
+
+
+def _other_colour(colour: str) -> str:
+    """The cube masked by mask_cube="other": the next colour after the instructed one."""
+    return COLOURS[(COLOURS.index(colour) + 1) % len(COLOURS)]
 
 
 def summarize(
@@ -371,6 +422,14 @@ def summarize(
             for name in OTHER_GROUNDING_MAPS
             if g_frames and any(name in r.grounding_hits_by_map for r in results)
         },
+        # Where the headline map's mass lies, mean over grounding frames (issue 15: instructed high, other cubes
+        # <= 10%), and how often a rollout went for a cube it was not told about.
+        "attention_mass": {
+            name: sum(r.attention_mass_sums.get(name, 0.0) for r in results) / g_frames for name in MASS_REGIONS
+        }
+        if g_frames
+        else None,
+        "wrong_object_rate": float(np.mean([r.wrong_object for r in results])) if results else None,
         # How well a high uncertainty flags a failed rollout (NaN unless both outcomes occurred).
         "uncertainty_auroc_max": auroc([r.max_uncertainty for r in scored], [not r.success for r in scored])
         if scored and any(failed) and not all(failed)

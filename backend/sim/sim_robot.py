@@ -14,6 +14,7 @@ from backend.sim import ik
 from backend.sim.mjcf import ARM_JOINTS, FINGER_JOINTS, ArmSpec, SceneSpec, scene_mjcf
 from backend.sim.physics import COLOURS, Physics
 from backend.sim.tasks import Task, make_task
+from storage.features import grounding_key
 
 CAMERAS = ("front", "wrist")
 
@@ -216,9 +217,27 @@ class SimRobot:
         self.step_count = 0
 
     def observe(self, render: bool = True) -> Observation:
-        """Render every camera once (unless `render=False`) and read the state."""
+        """Render every camera once (unless `render=False`) and read the state; with the images come the
+        training-only grounding signals (`grounding_signals`)."""
         images = self._render(self.camera_names) if render and self.camera_names else {}
-        return Observation(images=images, state=self.state(), timestamp=float(self.data.time - self._t0))
+        signals = self.grounding_signals(tuple(images)) if images else {}
+        return Observation(images=images, state=self.state(), timestamp=float(self.data.time - self._t0),
+                           signals=signals)  # fmt: skip
+
+    def grounding_signals(self, cameras: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """{grounding_key(camera): (2,) float32}: the instructed object's centre in each camera's image, (x, y) in
+        [-1, 1], NaN when it is out of view. Privileged (a real robot cannot know it), so it is recorded as a
+        training signal only; policies never see it as an input."""
+        target = getattr(self.task, "target", None)
+        if target is None:
+            return {}
+        centre = self.object_position(target)[None]  # (1, 3)
+        out = {}
+        for cam in cameras:
+            xy = self.project(centre, cam)[0]  # fractions of width / height, NaN behind the camera
+            inside = np.all(np.isfinite(xy)) and np.all((xy >= 0.0) & (xy <= 1.0))
+            out[grounding_key(cam)] = (xy * 2.0 - 1.0 if inside else np.full(2, np.nan)).astype(np.float32)
+        return out
 
     def state(self) -> np.ndarray:
         """(7,) float32: arm joint positions + measured gripper closure (0 open .. 1 closed)."""

@@ -270,6 +270,10 @@ def _write(
     features[F.INTERVENTION] = dict(L.INTERVENTION_FEATURE)
     features[F.ACTOR] = dict(L.ACTOR_FEATURE)
     features[F.UNCERTAINTY] = dict(L.UNCERTAINTY_FEATURE)
+    # The sim's training-only grounding signal, a (2,) float32 column per camera, when any episode carries it.
+    signal_keys = _signal_keys(store, infos, [name for name, _, _ in cameras])
+    for key in signal_keys:
+        features[key] = dict(L.GROUNDING_FEATURE)
     data_schema = pa.schema(
         [
             (F.OBS_STATE, pa.list_(pa.float32(), ds)),
@@ -283,6 +287,7 @@ def _write(
             (F.INTERVENTION, pa.bool_()),
             (F.ACTOR, pa.int64()),
             (F.UNCERTAINTY, pa.float32()),
+            *[(key, pa.list_(pa.float32(), 2)) for key in signal_keys],
         ],
         metadata={b"huggingface": L.hf_features_metadata(features)},
     )
@@ -317,6 +322,7 @@ def _write(
             subtask_arr = A.subtask_indices(e, n, subtasks)
             intervention_arr, actor_arr = _human_in_the_loop(table, n)
             uncertainty_arr = _uncertainty(table, n)
+            signal_arrs = {key: _signal(table, key, n) for key in signal_keys}
             batch = pa.Table.from_arrays(
                 [
                     pa.FixedSizeListArray.from_arrays(pa.array(state.reshape(-1)), ds),
@@ -330,6 +336,7 @@ def _write(
                     pa.array(intervention_arr),
                     pa.array(actor_arr),
                     pa.array(uncertainty_arr),
+                    *[pa.FixedSizeListArray.from_arrays(pa.array(a.reshape(-1)), 2) for a in signal_arrs.values()],
                 ],
                 schema=data_schema,
             )
@@ -357,6 +364,7 @@ def _write(
                 F.INTERVENTION: stats.vector_stats(intervention_arr.astype(np.float64)),
                 F.ACTOR: stats.vector_stats(actor_arr),
                 F.UNCERTAINTY: _scored_stats(uncertainty_arr),
+                **{key: _signal_stats(a) for key, a in signal_arrs.items()},
             }
             files = store.episode_files(e.id)
             for (cam, _, _), key in zip(cameras, keys, strict=True):
@@ -471,6 +479,30 @@ def _uncertainty(table: pa.Table, n: int) -> np.ndarray:
         return np.full(n, np.nan, dtype=np.float32)
     values = table.column(F.UNCERTAINTY).to_pylist()
     return np.asarray([np.nan if v is None else v for v in values], dtype=np.float32)
+
+
+def _signal_keys(store: Any, infos: list[Any], cameras: list[str]) -> list[str]:
+    """The grounding columns (features.grounding_key) of `cameras` that any episode's table has (schemas only)."""
+    wanted = {F.grounding_key(c) for c in cameras}
+    found: set[str] = set()
+    for e in infos:
+        found |= wanted & set(pq.read_schema(store.episode_files(e.id).table).names)
+        if found == wanted:
+            break
+    return sorted(found)
+
+
+def _signal(table: pa.Table, key: str, n: int) -> np.ndarray:
+    """(n, 2) float32 grounding signal of an episode, NaN where it has none."""
+    if key not in table.column_names:
+        return np.full((n, 2), np.nan, dtype=np.float32)
+    return pc.list_flatten(table.column(key)).to_numpy(zero_copy_only=False).astype(np.float32).reshape(n, 2)
+
+
+def _signal_stats(x: np.ndarray) -> stats.Stats:
+    """Stats of the frames where the signal is known (finite), as for the uncertainty score."""
+    finite = x[np.isfinite(x).all(-1)]
+    return stats.vector_stats(finite if len(finite) else np.zeros((1, 2), dtype=np.float32))
 
 
 def _scored_stats(x: np.ndarray) -> stats.Stats:

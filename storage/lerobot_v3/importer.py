@@ -405,6 +405,7 @@ def _episode_rows(root: Path, ep: _Episode, cache: dict[Path, pa.Table]) -> pa.T
         cache.clear()  # keep one data file in memory; episodes are in file order
         present = _parquet_columns(ep.data_file)
         wanted = list(_DATA_COLUMNS) + [c for c in (F.INTERVENTION, F.ACTOR, F.UNCERTAINTY) if c in present]
+        wanted += sorted(c for c in present if F.is_signal_key(c))  # the sim's grounding signal, when exported
         table = _read_parquet(root, ep.data_file, "data file", wanted)
         cache[ep.data_file] = table
     sel = np.flatnonzero(table.column(F.EPISODE_INDEX).to_numpy() == ep.index)
@@ -426,6 +427,7 @@ def _import_episode(
     frames = {cam: video.decode_at(p, (start + ts).tolist(), tolerance_s) for cam, (p, start) in ep.videos.items()}
     actors, flags = _human_in_the_loop(rows, n)
     scores = _uncertainty(rows, n)
+    signals = _signals(root, ep, rows, n)
     rec = store.begin(ep.meta)
     try:
         for k in range(n):
@@ -437,6 +439,7 @@ def _import_episode(
                 actor=actors[k],
                 intervention=flags[k],
                 uncertainty=scores[k],
+                signals={key: values[k] for key, values in signals.items()},
             )
         return rec.save(auto_success=ep.auto_success, human_success=ep.human_success)
     except BaseException:
@@ -486,6 +489,21 @@ def _drop_empty_dataset(store: Any, name: str) -> None:
             session.execute(delete(Dataset).where(Dataset.id == ds_id))
     except Exception:  # noqa: BLE001
         log.exception("import rollback: could not remove the empty dataset %r", name)
+
+
+def _signals(root: Path, ep: _Episode, rows: pa.Table, n: int) -> dict[str, np.ndarray]:
+    """{grounding_key(camera): (n, 2) float32} of the episode's cameras, from the dataset's signal columns."""
+    out = {}
+    for key in (F.grounding_key(cam) for cam in ep.videos):
+        if key not in rows.column_names:
+            continue
+        flat = pc.list_flatten(rows.column(key)).to_numpy(zero_copy_only=False)
+        if flat.size != 2 * n:
+            raise FormatError(
+                f"{root}: episode {ep.index}: column {key!r} must hold (x, y) per frame; nothing was imported"
+            )
+        out[key] = np.asarray(flat, dtype=np.float32).reshape(n, 2)
+    return out
 
 
 def _parquet_columns(path: Path) -> set[str]:

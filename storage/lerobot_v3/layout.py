@@ -78,6 +78,9 @@ ACTOR_FEATURE: dict[str, Any] = {"dtype": "int64", "shape": [1], "names": list(A
 # The driving policy's uncertainty score per frame (storage.features UNCERTAINTY): NaN where no policy predicted
 # (teleop frames, demos). LeRobot's loader keeps an extra float column; its stats cover the scored frames only.
 UNCERTAINTY_FEATURE: dict[str, Any] = {"dtype": "float32", "shape": [1], "names": None}
+# The sim's training-only grounding signal per camera (storage.features grounding_key): the instructed object's
+# (x, y) in [-1, 1] in that image, NaN where out of view; stats cover the frames where it is known.
+GROUNDING_FEATURE: dict[str, Any] = {"dtype": "float32", "shape": [2], "names": ["x", "y"]}
 
 # Stats LeRobot 0.4.x computes per feature (compute_stats.py, DEFAULT_QUANTILES = 0.01 ... 0.99).
 QUANTILES = {"q01": 0.01, "q10": 0.10, "q50": 0.50, "q90": 0.90, "q99": 0.99}

@@ -92,12 +92,58 @@ def test_rollouts_with_the_expert_succeed_and_ground(tmp_path):
     assert report["grounding_rate_keypoint_attention"] == 0.0  # graded on its own map, not the headline one
     assert "grounding_rate_attention_rollout" not in report  # a map the policy does not give is not reported
     assert report["share_predictions_above_threshold"] == 0.0
+    assert report["wrong_object_rate"] == 0.0 and report["per_episode"][0]["touched"] == ["blue"]
+    mass = report["attention_mass"]  # one cell holding the cube's centre: part of it is the cube, none the others
+    assert set(mass) == {"instructed", "other_cubes", "gripper", "bowl", "outside"}
+    assert 0.05 < mass["instructed"] <= 1.0 and mass["other_cubes"] < mass["instructed"]
+    assert sum(v for k, v in mass.items() if k not in ("gripper", "bowl")) <= 1.0 + 1e-9
     ep = report["per_episode"][0]
     assert ep["seed"] == 100_000 and ep["colour"] == "blue" and ep["success"] and 20 < ep["steps"] < 300
     assert ep["mean_uncertainty"] == pytest.approx(0.1) and ep["max_uncertainty"] == pytest.approx(0.1)
     json.dumps(report, allow_nan=False)  # strict JSON
     frames = read_video(Path(ep["video"]))
     assert frames.shape[0] >= ep["steps"] and frames.shape[2] == 2 * 48 * 2  # front | wrist, upscaled x2
+
+
+class WrongCubeExpert(ExpertPolicy):
+    """Told one colour, picks another (records how much of each cube it saw, to check the masking)."""
+
+    def __init__(self, robot: SimRobot, colour: str, picks: str):
+        super().__init__(robot, colour)
+        self.expert = make_expert(make_task("pick", picks))
+        self.visible: dict[str, list[int]] = {c: [] for c in ("red", "green", "blue")}
+
+    def select_action(self, obs, instruction):
+        img = obs["observation.images.front"]
+        for channel, c in enumerate(("red", "green", "blue")):
+            self.visible[c].append(int(colour_mask(img, channel).sum()))
+        return super().select_action(obs, instruction)
+
+
+def test_wrong_object_and_cube_masking_are_measured():
+    """A rollout told "blue" that lifts the red cube is a wrong-object rollout; mask_cube greys out the instructed
+    cube (or another one) in every frame the policy sees, and nothing else."""
+    robot = SimRobot(SimConfig(image_size=48))
+    try:
+        reports, seen = {}, {}
+        for mask in (None, "instructed", "other"):
+            policy = WrongCubeExpert(robot, "blue", picks="red")
+            cfg = EvalConfig(task="pick", colour="blue", episodes=1, seed_base=100_000, max_steps=120, mask_cube=mask)
+            reports[mask] = evaluate_policy(policy, cfg, robot=robot)
+            seen[mask] = {c: int(np.median(v)) for c, v in policy.visible.items()}
+    finally:
+        robot.close()
+    assert reports[None]["wrong_object_rate"] == 1.0 and reports[None]["success_rate"] == 0.0
+    assert "red" in reports[None]["per_episode"][0]["touched"]
+    assert reports["instructed"]["mask_cube"] == "instructed"
+    assert seen[None]["blue"] > 0 and seen["instructed"]["blue"] == 0  # the instructed cube is gone
+    # The others are not (the red count includes reddish parts of the scene besides the cube).
+    assert seen["instructed"]["red"] == seen[None]["red"] and seen["instructed"]["green"] == seen[None]["green"]
+    # "other": the next colour (blue -> red) loses its cube's pixels; blue and green are untouched.
+    assert seen["other"]["red"] <= seen[None]["red"] - 5
+    assert seen["other"]["blue"] == seen[None]["blue"] and seen["other"]["green"] == seen[None]["green"]
+    with pytest.raises(ValueError, match="mask_cube"):
+        EvalConfig(mask_cube="all").validate()
 
 
 class JitteryExpert(ExpertPolicy):

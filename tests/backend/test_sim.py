@@ -170,6 +170,27 @@ def test_observation_shapes_dtypes_and_finiteness(camera_robot):
     assert obs.timestamp == pytest.approx(3 * camera_robot.n_substeps * camera_robot.model.opt.timestep)
 
 
+def test_observation_carries_the_instructed_cube_as_a_training_signal(camera_robot):
+    """With the images comes the instructed cube's centre per camera (storage.features.grounding_key, (x, y) in
+    [-1, 1]): inside that cube's projected box, and another instruction in the same scene points elsewhere; a
+    state-only observation has none."""
+    from backend.sim.projection import cube_bbox
+    from storage.features import grounding_key
+
+    points = {}
+    for colour in ("red", "blue"):
+        obs = camera_robot.reset(4, make_task("pick", colour))
+        assert set(obs.signals) == {grounding_key("front"), grounding_key("wrist")}
+        xy = obs.signals[grounding_key("front")]
+        assert xy.shape == (2,) and xy.dtype == np.float32
+        x0, y0, x1, y1 = cube_bbox(camera_robot, colour, "front")
+        px, py = (xy + 1) / 2 * 64  # the 64 px test image
+        assert x0 <= px <= x1 and y0 <= py <= y1
+        points[colour] = xy
+    assert np.abs(points["red"] - points["blue"]).max() > 0.05
+    assert camera_robot.observe(render=False).signals == {}
+
+
 def test_renders_from_another_thread(camera_robot):
     # Web servers call observe() from worker threads; an EGL context left current on the first thread would fail.
     first = camera_robot.observe().images["front"]

@@ -504,3 +504,50 @@ def test_intervention_and_actor_columns_survive_export_and_import(store: Episode
     assert copy.column(F.INTERVENTION).to_pylist() == flags
     assert [None if np.isnan(v) else v for v in copy.column(F.UNCERTAINTY).to_pylist()] == scores
     assert F.ACTOR not in store.read_table(ids[1]).column_names and F.ACTOR not in store.read_table(plain).column_names
+
+
+def test_grounding_signal_survives_trim_export_and_import(store: EpisodeStore, tmp_path: Path) -> None:
+    """The sim's training-only grounding column (features.grounding_key) is stored per frame, kept by a trim,
+    exported as a (2,) float32 LeRobot feature (NaN where out of view; stats over the known frames) and restored by
+    an import; a signal of the wrong name or size is refused before anything is stored."""
+    from helpers import synthetic_step
+
+    from storage.annotations import AnnotationService
+    from storage.episode_edit import trim_episode
+
+    key = F.grounding_key("front")
+    xy = [[0.1 * i, -0.05 * i] if i != 3 else [np.nan, np.nan] for i in range(8)]
+
+    def step(i, cameras):
+        return {**synthetic_step(i, cameras), "signals": {key: xy[i]}}
+
+    eid = record_episode(store, 8, step=step, dataset="sig")
+    table = store.read_table(eid)
+    assert F.grounding_key("wrist") not in table.column_names
+    stored = np.asarray(table.column(key).to_pylist(), dtype=np.float32)
+    np.testing.assert_array_equal(stored, np.asarray(xy, dtype=np.float32))
+
+    trimmed = trim_episode(store, AnnotationService(store.session_factory), eid, 2, 6, user="t")
+    kept = np.asarray(store.read_table(trimmed).column(key).to_pylist(), np.float32)
+    np.testing.assert_array_equal(kept, stored[2:7])
+
+    out = export_dataset(store, "sig", tmp_path / "sig")
+    info = json.loads((out / "meta" / "info.json").read_text())
+    assert info["features"][key] == L.GROUNDING_FEATURE
+    data = read_data(out)
+    np.testing.assert_array_equal(np.stack(data[key].to_numpy()).astype(np.float32), stored[2:7])
+    stats_json = json.loads((out / "meta" / "stats.json").read_text())
+    assert stats_json[key]["max"] == pytest.approx([0.6, -0.1])  # frames 2, 4, 5, 6: NaN left out
+
+    ids = import_dataset(store, out, "sig_copy")
+    np.testing.assert_array_equal(np.asarray(store.read_table(ids[0]).column(key).to_pylist(), np.float32), stored[2:7])
+
+    from helpers import make_meta
+
+    rec = store.begin(make_meta(dataset="sig"))
+    with pytest.raises(ValueError, match="unknown training signal"):
+        rec.add_frame(**synthetic_step(0), signals={"grounding.front": [0, 0]})
+    with pytest.raises(ValueError, match="2 numbers"):
+        rec.add_frame(**synthetic_step(0), signals={key: [0, 0, 0]})
+    assert rec.num_frames == 0
+    rec.discard()

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from storage.features import ACTION, OBS_STATE, TASK, image_key
-from vla_core.constants import ACTION_IS_PAD, grounding_key
+from storage.features import ACTION, OBS_STATE, TASK, grounding_key, image_key
+from vla_core.constants import ACTION_IS_PAD
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 60, 220)}
 TEMPLATES = ("pick up the {} cube", "grab the {} block", "lift the {} cube")

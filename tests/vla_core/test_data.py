@@ -145,3 +145,48 @@ def test_relative_action_stats_are_those_of_the_chunk_targets():
     np.testing.assert_allclose(rel[ACTION]["std"], np.maximum(targets.std(0), 1e-2), atol=1e-6)
     assert abs(rel[ACTION]["mean"][0]) < 0.1 < absolute[ACTION]["mean"][0]  # the offset of ~1 is gone
     assert rel[OBS_STATE] == absolute[OBS_STATE]
+
+
+def test_grounding_signal_moves_with_the_augmented_image():
+    """The instructed object's (x, y) travels with the random shift (NaN once shifted out of view), and giving the
+    points draws nothing extra from the generator: the images are the same as without them."""
+    img = torch.zeros(16, 3, 32, 32, dtype=torch.uint8)
+    img[:, :, 10:12, 20:22] = 255  # a 2 px square centred at pixel (x 21, y 11)
+    centre = torch.tensor([[(21.0 / 32) * 2 - 1, (11.0 / 32) * 2 - 1]]).repeat(16, 1)  # pixel edge convention
+    aug = vdata.Augmentation(max_shift=4, brightness=0.0, contrast=0.0)
+    out, moved = vdata.augment_images(img, aug, torch.Generator().manual_seed(3), centre)
+    assert torch.equal(out, vdata.augment_images(img, aug, torch.Generator().manual_seed(3)))
+    for b in range(16):
+        ys, xs = torch.nonzero(out[b, 0] > 128, as_tuple=True)
+        want = torch.tensor([(xs.float().mean() + 0.5) / 32 * 2 - 1, (ys.float().mean() + 0.5) / 32 * 2 - 1])
+        assert torch.allclose(moved[b], want, atol=1e-5), (b, moved[b], want)
+    edge = torch.tensor([[0.99, -0.99]]).repeat(16, 1)  # at the top-right corner: most shifts push it out
+    _, gone = vdata.augment_images(img, aug, torch.Generator().manual_seed(3), edge)
+    known = ~torch.isnan(gone).any(-1)
+    assert 0 < int(known.sum()) < 16 and bool((gone[known].abs() <= 1).all())
+
+
+def test_windows_carry_the_grounding_signal(store):
+    """Episodes recorded with the sim's grounding signal put it in the batch under grounding_key(camera), NaN for
+    an episode without it; a camera without the signal gets no key (the loss then skips it)."""
+    from storage.features import grounding_key
+
+    def step(t, cameras):
+        images = {c.name: np.full((c.height, c.width, 3), 4 * t + 20, np.uint8) for c in cameras}
+        xy = [np.nan, np.nan] if t == 1 else [t / 10, -t / 10]  # frame 1: out of view
+        return dict(images=images, state=np.full(7, t, np.float32), action=np.full(7, t, np.float32),
+                    signals={grounding_key("front"): xy})  # fmt: skip
+
+    record_episode(store, 4, step=step, dataset="ds", source="scripted", instruction="pick up the red cube",
+                   cameras=CAMS, state_names=NAMES, action_names=NAMES, operator="t", seed=0,
+                   extra={"colour": "red"})  # fmt: skip
+    record(store, n=3)  # no signal
+    infos = vdata.list_dataset_episodes(store, "ds")
+    eps = vdata.load_episodes(store, infos, cameras=["front", "wrist"], image_size=32)
+    ds = vdata.WindowDataset(eps, 2, ["front", "wrist"])
+    batch = ds.sample_batch(np.arange(len(ds)))
+    assert grounding_key("wrist") not in batch
+    got = batch[grounding_key("front")]
+    assert got.shape == (7, 2) and got.dtype == torch.float32
+    assert torch.allclose(got[[0, 2, 3]], torch.tensor([[0.0, 0.0], [0.2, -0.2], [0.3, -0.3]]))
+    assert torch.isnan(got[1]).all() and torch.isnan(got[4:]).all()

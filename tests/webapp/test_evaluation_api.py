@@ -168,6 +168,30 @@ def test_named_suites_fix_what_is_rolled_out(client, app, register) -> None:
     assert r.status_code == 422 and "held-out" in r.json()["detail"]
 
 
+def test_issue15_suites_and_figures(client, app, register) -> None:
+    """colour-swap rolls the same scenes out for every colour; jitter and masking reach the job's config; a
+    finished job reports grounding, the attention on other cubes, the occlusion ratio and the wrong-object rate
+    overall and per group, and the model's evaluations list carries them."""
+    model = register("pick")
+    swap = client.post(f"/api/models/{model.id}/evaluate", json={"suite": "colour-swap"}).json()
+    assert {tuple(v) for v in swap["config"]["seeds"].values()} == {(103000, 20)}
+    jitter = client.post(f"/api/models/{model.id}/evaluate", json={"suite": "jitter"}).json()
+    assert jitter["config"]["light_jitter"] is True and jitter["config"]["colour_jitter"] is True
+    masked = client.post(f"/api/models/{model.id}/evaluate", json={"suite": "mask-instructed"}).json()
+    assert masked["config"]["mask_cube"] == "instructed"
+    for job in (swap, jitter, masked):
+        app.state.jobs.request_cancel(job["id"])  # a queued job is cancelled at once: not run below
+    job = client.post(f"/api/models/{model.id}/evaluate", json={**FAST, "colours": ["red"], "max_steps": 12}).json()
+    assert run_queued_jobs(app) == 1  # the three suites' jobs were cancelled while queued
+    result = client.get(f"/api/jobs/{job['id']}").json()["result"]
+    for summary in (result["overall"], result["per_group"]["pick/red"]):
+        assert summary["wrong_object_rate"] == 0.0  # 12 steps of an untrained model touch nothing
+        assert set(summary["attention_mass"]) == {"instructed", "other_cubes", "gripper", "bowl", "outside"}
+        assert summary["occlusion"]["frames"] >= 2 and "changes_peak" not in summary["occlusion"]
+    listed = client.get(f"/api/models/{model.id}/evaluations").json()["data"]
+    assert next(e for e in listed if e["job_id"] == job["id"])["overall"]["occlusion"] == result["overall"]["occlusion"]
+
+
 def test_an_evaluation_told_new_words_uses_them(app, register) -> None:
     from backend.services.evaluation import EvalConfig, evaluate_policy
     from vla_core.policies import load_policy

@@ -56,9 +56,9 @@ from transformers import initialization as hf_init
 from transformers.models.bert.modeling_bert import BertCrossAttention, BertSelfAttention
 from transformers.models.resnet.modeling_resnet import ResNetConvLayer
 
-from storage.features import ACTION, OBS_STATE, TASK, image_key
+from storage.features import ACTION, OBS_STATE, TASK, grounding_key, image_key
 from vla_core.attention import attention_rollout, normalize_maps
-from vla_core.constants import ACTION_IS_PAD, NORMALIZATION_FILE, grounding_key
+from vla_core.constants import ACTION_IS_PAD, NORMALIZATION_FILE
 from vla_core.policies import register_policy
 from vla_core.policies.base import PolicyOutput
 from vla_core.policies.temporal_ensembler import TemporalEnsembler
