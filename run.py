@@ -44,9 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     demos.add_argument("--dataset", required=True, help="dataset name (letters, digits, _ . -)")
     demos.add_argument("--seed", type=int, default=0, help="first seed; episode i uses seed+i (default 0)")
     demos.add_argument("--operator", default="scripted-expert", help="operator name stored with each episode")
-    demos.add_argument("--noise", type=float, default=0.0, metavar="METRES",
+    demos.add_argument("--noise", type=float, default=None, metavar="METRES",
                        help="DART noise: std of a slowly varying offset added to the expert's goal while the clean "
-                       "action is recorded (e.g. 0.01; default 0, plain demos)")  # fmt: skip
+                       "action is recorded (default 0.015, as the VLA benchmark; 0: plain demos)")  # fmt: skip
 
     export = commands.add_parser("export", help="export a dataset or a snapshot (LeRobot v3.0)")
     export.add_argument("dataset", nargs="?", help="dataset name in the store")
@@ -218,12 +218,12 @@ def open_store(settings: Settings):
 def cmd_demos(args, settings: Settings, store) -> int:
     from tqdm import tqdm
 
-    from backend.services.demos import check_demo_request, dart_noise, record_demos
+    from backend.services.demos import DEFAULT_DEMO_NOISE_M, check_demo_request, dart_noise, record_demos
     from backend.sim import SimConfig
 
     # Bad names fail here, before a progress bar or a single file exists.
     check_demo_request(dataset=args.dataset, task_name=args.task, colour=args.colour, episodes=args.episodes)
-    noise = dart_noise(args.noise)
+    noise = dart_noise(DEFAULT_DEMO_NOISE_M if args.noise is None else args.noise)
     successes = 0
     with tqdm(total=args.episodes, desc=f"{args.task} {args.colour}", unit="ep") as bar:
 

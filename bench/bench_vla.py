@@ -15,8 +15,9 @@ tested is the top level of the output folder, whatever the product chose. The su
 minutes is the product's own selection records (validation seeds). Test seeds start at 100000 (red), 101000
 (green), 102000 (blue): disjoint from the validation seeds and from every training seed.
 
-Data: VLA_DATA_DIR (default bench/out/data). A missing dataset is recorded first with the scripted expert (pick150:
-50 demos per colour from seeds 0 / 1000 / 2000, as `run.py demos ... --dataset pick150 --seed 0` would).
+Data: VLA_DATA_DIR (default bench/out/data). A missing dataset is recorded first with the scripted expert
+(pick150_v3_dart15: 50 demos per colour from seeds 0 / 1000 / 2000 with run.py demos' default DART noise, as
+`run.py demos ... --dataset pick150_v3_dart15 --seed 0` would).
 Test rollouts run in `--workers` processes (one torch thread each): on 2 cores that roughly halves their time.
 
 Goals: success >= 85% as the mean of 3 training seeds over 300 test seeds each, inference p95 <= 15 ms at batch 1
@@ -39,6 +40,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 import numpy as np  # noqa: E402
 
+from backend.services.demos import DEFAULT_DEMO_NOISE_M  # noqa: E402
 from bench.machine import RESULTS_DIR, write_result  # noqa: E402
 from vla_core.metrics import percentile  # noqa: E402
 
@@ -48,7 +50,7 @@ GOALS = {"success_rate_mean": 0.85, "inference_p95_ms": 15.0, "grounding": 0.80,
          "other_cubes_mass": 0.10, "occlusion_ratio": 3.0, "wrong_object_rate": 0.05}  # fmt: skip
 OCCLUSION_EVERY = 10  # the occlusion test on every 10th prediction's frame, as evaluation jobs do
 # Issue 15's suites (backend.services.eval_suites), rolled out for every tested model after the test seeds.
-DEFAULT_SUITES = ("colour-swap", "mask-instructed", "mask-other", "jitter", "paraphrases")
+DEFAULT_SUITES = ("colour-swap", "mask-instructed", "mask-other", "jitter", "paraphrases", "edge")
 # --quick: 4 demos per colour recorded at the policy's 96 px, a 1-minute budget, 5 test rollouts per colour.
 QUICK = {"dataset": "pick_quick", "demos": 4, "record_size": 96, "minutes": 1.0, "episodes": 5, "select_episodes": 2,
          "suite_episodes": 1, "max_steps": 80}  # fmt: skip
@@ -58,14 +60,16 @@ QUICK_OUT = REPO / "bench/out"
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="python -m bench.bench_vla", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    p.add_argument("--dataset", default="pick150")
+    # The name says what is in it: the expert of 2026-12-03 (no pauses), DART noise, the grounding signal. Stores
+    # holding an older "pick150" recorded with the old expert are left alone.
+    p.add_argument("--dataset", default="pick150_v3_dart15")
     p.add_argument("--demos", type=int, default=50, help="demos per colour when the dataset must be recorded")
     p.add_argument(
         "--demo-noise",
         type=float,
-        default=0.0,
+        default=DEFAULT_DEMO_NOISE_M,
         metavar="METRES",
-        help="DART noise of the recorded demos (run.py demos --noise); default 0, plain demos",
+        help="DART noise of the recorded demos (run.py demos --noise; default its default, 0.015; 0: plain demos)",
     )
     p.add_argument("--record-size", type=int, help="camera size when recording it (default: the sim's 224)")
     p.add_argument("--data-dir", type=Path, default=Path(os.environ.get("VLA_DATA_DIR", REPO / "bench/out/data")))
@@ -120,7 +124,8 @@ def _eval_worker(model_dir: str, colour: str, seeds: list[int], max_steps: int, 
     policy = load_policy(model_dir)
     robot = SimRobot(SimConfig(image_size=int(policy.config.image_size), cameras=tuple(policy.config.cameras),
                                light_jitter=bool(suite.get("light_jitter")),
-                               colour_jitter=bool(suite.get("colour_jitter"))))  # fmt: skip
+                               colour_jitter=bool(suite.get("colour_jitter")),
+                               layout=suite.get("layout") or "uniform"))  # fmt: skip
     told = tuple(suite["instructions"]) if suite.get("instructions") else None
     results, occlusions = [], []
     try:

@@ -70,7 +70,8 @@ def submit_evaluation(queue: JobQueue, registry: Any, request: EvaluationRequest
                                     max_steps=suite.max_steps, suite=suite.name, gate=request.gate,
                                     videos=request.videos)  # fmt: skip
         instructions = list(suite.instructions) if suite.instructions else None
-        scene = {"light_jitter": suite.light_jitter, "colour_jitter": suite.colour_jitter, "mask_cube": suite.mask_cube}
+        scene = {"light_jitter": suite.light_jitter, "colour_jitter": suite.colour_jitter, "mask_cube": suite.mask_cube,
+                 "layout": suite.layout}  # fmt: skip
     info = registry.get(request.model_id)
     problems = registry.verify(request.model_id)
     if problems:
@@ -128,7 +129,8 @@ def run_evaluation(ctx: JobContext) -> dict[str, Any]:
     cameras = tuple(policy.config.cameras)
     robot = SimRobot(SimConfig(image_size=int(policy.config.image_size), cameras=cameras,
                                light_jitter=bool(config.get("light_jitter")),
-                               colour_jitter=bool(config.get("colour_jitter"))))  # fmt: skip
+                               colour_jitter=bool(config.get("colour_jitter")),
+                               layout=config.get("layout") or "uniform"))  # fmt: skip
     reports: dict[str, dict] = {}
     finished = 0
     try:

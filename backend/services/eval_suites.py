@@ -10,6 +10,8 @@ stored with the suite's name (backend.services.rollout_log), which the metrics a
   cube it is told about? (the wrong-object rate; issue 15 asks for <= 5%).
 - "jitter": the held-out scenes with the lights and the materials' colours jittered (SimConfig light_jitter /
   colour_jitter), which no training demo had.
+- "edge": new scenes (104000+) with the instructed cube in the outer 10% of the layout box, where the demos'
+  cubes seldom were (SimConfig layout="edge").
 - "mask-instructed" / "mask-other": the held-out scenes with the instructed cube, or another one, greyed out in
   every image the policy sees. A policy that uses the cube it is told about fails far more often without it.
 """
@@ -22,6 +24,7 @@ __all__ = ["NEW_PARAPHRASES", "SUITES", "EvalSuite", "get_suite"]
 
 TEST_SEEDS = {"red": 100_000, "green": 101_000, "blue": 102_000}
 SWAP_SEED = 103_000  # colour-swap: one set of scenes for every colour (disjoint from the test and validation seeds)
+EDGE_SEEDS = {"red": 104_000, "green": 105_000, "blue": 106_000}  # edge: scenes of their own
 
 # Never among the sim tasks' instruction_templates (the training paraphrases): checked by the tests.
 NEW_PARAPHRASES = (
@@ -44,6 +47,7 @@ class EvalSuite:
     max_steps: int = 200
     light_jitter: bool = False  # SimConfig's appearance jitter, off in every training demo
     colour_jitter: bool = False
+    layout: str = "uniform"  # SimConfig.layout: "edge" puts the instructed cube at the edge of the layout box
     mask_cube: str | None = None  # EvalConfig.mask_cube: "instructed" or "other" greyed out in what the policy sees
 
     def to_dict(self) -> dict:
@@ -51,7 +55,7 @@ class EvalSuite:
                 "colours": list(self.colours), "episodes": self.episodes, "seed_bases": dict(self.seed_bases),
                 "instructions": list(self.instructions) if self.instructions else None,
                 "max_steps": self.max_steps, "light_jitter": self.light_jitter, "colour_jitter": self.colour_jitter,
-                "mask_cube": self.mask_cube}  # fmt: skip
+                "layout": self.layout, "mask_cube": self.mask_cube}  # fmt: skip
 
 
 SUITES: dict[str, EvalSuite] = {
@@ -64,6 +68,8 @@ SUITES: dict[str, EvalSuite] = {
                   seed_bases=tuple((c, SWAP_SEED) for c in TEST_SEEDS)),
         EvalSuite("jitter", "the held-out scenes with light and material colour jitter no demo had",
                   light_jitter=True, colour_jitter=True),
+        EvalSuite("edge", "new scenes with the instructed cube at the edge of the layout box",
+                  seed_bases=tuple(EDGE_SEEDS.items()), layout="edge"),
         EvalSuite("mask-instructed", "the held-out scenes with the instructed cube greyed out in every image",
                   mask_cube="instructed"),
         EvalSuite("mask-other", "the held-out scenes with another cube greyed out in every image",

@@ -102,7 +102,8 @@ class EpisodeResult:
     # The same test on the policy's other maps, where it has them: {"attention_rollout": hits, ...}.
     grounding_hits_by_map: dict[str, int] = field(default_factory=dict)
     # Sum over the grounding frames of the headline map's mass shares (grounding.mass_shares): instructed,
-    # other_cubes, gripper, bowl, outside. Divide by grounding_frames for the mean.
+    # other_cubes, gripper, bowl, outside. Divide by grounding_frames for the mean. The map is the one shown
+    # (PolicyOutput.attention, min-max normalised per frame), so a uniform floor counts as no mass.
     attention_mass_sums: dict[str, float] = field(default_factory=dict)
     touched: list[str] = field(default_factory=list)  # cubes the rollout lifted or pushed (grounding.CubeWatcher)
     wrong_object: bool = False  # it lifted or pushed a cube it was not told about
@@ -251,7 +252,7 @@ def run_episode(
         nonlocal hits, frames, heat
         if out is not None:
             uncertainties.append(_scalar(out.uncertainty))
-            if keep_frames is not None and keep_every > 0 and len(uncertainties) % keep_every == 1:
+            if keep_frames is not None and keep_every > 0 and (len(uncertainties) - 1) % keep_every == 0:
                 keep_frames.append(OcclusionFrame(_policy_obs(observation, source.cameras), instruction))
             attention = getattr(out, "attention", None) or {}
             if grounding_camera in attention:

@@ -13,7 +13,7 @@ from backend.robot import EETarget, Observation, RobotLimits
 from backend.sim import ik
 from backend.sim.mjcf import ARM_JOINTS, FINGER_JOINTS, ArmSpec, SceneSpec, scene_mjcf
 from backend.sim.physics import COLOURS, Physics
-from backend.sim.tasks import Task, make_task
+from backend.sim.tasks import LAYOUTS, Task, make_task
 from storage.features import grounding_key
 
 CAMERAS = ("front", "wrist")
@@ -48,6 +48,7 @@ class SimConfig:
     colour_jitter: bool = False
     shadows: bool = False  # ~4x slower rendering on CPU (llvmpipe)
     paraphrase: bool = False  # instruction: a seeded random template instead of the canonical first one
+    layout: str = "uniform"  # "edge": the instructed cube at the edge of the layout box (an evaluation suite)
     max_episode_steps: int = 300  # 10 s at 30 Hz; the gym wrapper truncates here
     max_joint_speed: float = 2.0  # rad/s per arm joint, used by ee_action and published in limits
     gripper_speed: float = 4.0  # gripper command units per second (0 -> 1 in 0.25 s)
@@ -75,6 +76,8 @@ class SimRobot:
             raise ValueError(f"unknown cameras {unknown}; available: {', '.join(CAMERAS)}")
         if cfg.control_hz <= 0:
             raise ValueError("control_hz must be positive")
+        if cfg.layout not in LAYOUTS:
+            raise ValueError(f"unknown layout {cfg.layout!r}; layouts: {', '.join(LAYOUTS)}")
         h, w = cfg.image_hw
         self.model = mujoco.MjModel.from_xml_string(
             scene_mjcf(cfg.arm, cfg.scene, image_size=max(h, w), timestep=cfg.timestep, shadows=cfg.shadows)
@@ -204,7 +207,7 @@ class SimRobot:
         self._apply_jitter(visual_rng)
         d.qpos[self._arm_qadr] = self.home_qpos
         d.qpos[self._finger_qadr] = self._travel
-        task.initialize_episode(self.physics, rng)
+        task.initialize_episode(self.physics, rng, self.config.layout)
         self.instruction = task.instruction(rng if self.config.paraphrase else None)
         self._last_action = np.append(self.home_qpos, 0.0)
         self._set_ctrl(self._last_action)

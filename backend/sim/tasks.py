@@ -25,6 +25,8 @@ LAYOUT_LOW = np.array([0.30, -0.20])
 LAYOUT_HIGH = np.array([0.54, 0.20])
 MIN_CUBE_GAP = 0.10  # cube centre to cube centre: open fingers must not land on a neighbour
 MIN_BOWL_GAP = 0.16  # bowl centre to cube centre
+EDGE_BAND = 0.1  # layout="edge": the instructed cube lies in the outer 10% of the layout box on one side
+LAYOUTS = ("uniform", "edge")
 
 
 class UnknownTaskError(ValueError):
@@ -52,8 +54,20 @@ def make_task(name: str, colour: str = "red") -> Task:
     return _REGISTRY[name](colour=colour)
 
 
-def sample_layout(rng: np.random.Generator, max_tries: int = 1000) -> dict[str, tuple[np.ndarray, float]]:
-    """Non-overlapping (xy, yaw) for the bowl and the three cubes, reproducible from `rng`."""
+def _edge_xy(rng: np.random.Generator) -> np.ndarray:
+    """A point of the layout box's outer EDGE_BAND on one of its four sides (chosen at random)."""
+    xy = rng.uniform(LAYOUT_LOW, LAYOUT_HIGH)
+    axis, high = int(rng.integers(2)), bool(rng.integers(2))
+    band = EDGE_BAND * (LAYOUT_HIGH[axis] - LAYOUT_LOW[axis])
+    xy[axis] = LAYOUT_HIGH[axis] - rng.uniform(0, band) if high else LAYOUT_LOW[axis] + rng.uniform(0, band)
+    return xy
+
+
+def sample_layout(
+    rng: np.random.Generator, max_tries: int = 1000, edge: str | None = None
+) -> dict[str, tuple[np.ndarray, float]]:
+    """Non-overlapping (xy, yaw) for the bowl and the three cubes, reproducible from `rng`; with `edge` (a
+    colour), that cube is placed at the edge of the box (evaluation of positions the demos rarely had)."""
     for _ in range(max_tries):
         placed: dict[str, tuple[np.ndarray, float]] = {}
         bowl = rng.uniform(LAYOUT_LOW, LAYOUT_HIGH)
@@ -61,7 +75,7 @@ def sample_layout(rng: np.random.Generator, max_tries: int = 1000) -> dict[str, 
         ok = True
         for colour in COLOURS:
             for _ in range(200):
-                xy = rng.uniform(LAYOUT_LOW, LAYOUT_HIGH)
+                xy = _edge_xy(rng) if colour == edge else rng.uniform(LAYOUT_LOW, LAYOUT_HIGH)
                 if np.linalg.norm(xy - bowl) < MIN_BOWL_GAP:
                     continue
                 if any(np.linalg.norm(xy - p) < MIN_CUBE_GAP for k, (p, _) in placed.items() if k != "bowl"):
@@ -99,9 +113,10 @@ class Task:
         i = 0 if rng is None else int(rng.integers(len(self.instruction_templates)))
         return self.instruction_templates[i].format(colour=self.colour)
 
-    def initialize_episode(self, physics: Physics, rng: np.random.Generator) -> None:
-        """Place the bowl and the cubes at random, non-overlapping poses resting on the table."""
-        layout = sample_layout(rng)
+    def initialize_episode(self, physics: Physics, rng: np.random.Generator, layout_mode: str = "uniform") -> None:
+        """Place the bowl and the cubes at random, non-overlapping poses resting on the table (`layout_mode`
+        "edge": the instructed cube at the edge of the layout box)."""
+        layout = sample_layout(rng, edge=self.target if layout_mode == "edge" else None)
         half = physics.scene.cube_half
         for name, (xy, yaw) in layout.items():
             z = physics.table_z + (0.0 if name == "bowl" else half)

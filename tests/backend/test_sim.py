@@ -134,6 +134,34 @@ def test_layout_is_seeded_and_non_overlapping(state_robot):
     assert len({a.round(4).tobytes() for a in layouts}) == len(layouts)
 
 
+def test_edge_layout_puts_the_instructed_cube_at_the_edge():
+    """SimConfig(layout="edge") (the "edge" evaluation suite): the instructed cube lies in the outer band of the
+    layout box, still clear of the other props; the default layout seldom puts it there; unknown layouts refuse."""
+    from backend.sim.tasks import EDGE_BAND, LAYOUT_HIGH, LAYOUT_LOW
+
+    band = EDGE_BAND * (LAYOUT_HIGH - LAYOUT_LOW)
+
+    def at_edge(xy) -> bool:
+        return bool(((xy - LAYOUT_LOW <= band + 1e-6) | (LAYOUT_HIGH - xy <= band + 1e-6)).any())
+
+    edge = SimRobot(SimConfig(cameras=(), layout="edge"))
+    plain = SimRobot(SimConfig(cameras=()))
+    try:
+        hits = {"edge": 0, "uniform": 0}
+        for seed in range(20):
+            for robot, name in ((edge, "edge"), (plain, "uniform")):
+                robot.reset_state(seed, make_task("pick", "green"))
+                hits[name] += at_edge(robot.object_position("green")[:2])
+            pos = {n: edge.object_position(n) for n in (*COLOURS, "bowl")}
+            assert all(np.linalg.norm(pos["green"][:2] - pos[c][:2]) >= MIN_CUBE_GAP - 1e-3 for c in ("red", "blue"))
+    finally:
+        edge.close()
+        plain.close()
+    assert hits["edge"] == 20 and hits["uniform"] < 15
+    with pytest.raises(ValueError, match="layout"):
+        SimRobot(SimConfig(cameras=(), layout="corner"))
+
+
 def test_jitter_changes_pixels_not_layout():
     plain = SimRobot(SimConfig(image_size=48, cameras=("front",)))
     jit = SimRobot(SimConfig(image_size=48, cameras=("front",), light_jitter=True, colour_jitter=True))

@@ -167,6 +167,12 @@ def test_engineer_trains_follows_and_compares(server, browser, episodes, tmp_pat
         "pick/green",
         "pick/blue",
     }
+    # Where the model looks (issue 15): the table shows the grounding, other-cube, occlusion and wrong-object cells.
+    head = page.inner_text("#vla-models-eval-table thead")
+    assert all(t in head for t in ("grounding", "on other cubes", "occlusion", "wrong object")), head
+    row = page.inner_text("#vla-models-eval-table tbody tr")
+    wrong = evaluation["overall"]["wrong_object_rate"]
+    assert f"{round(100 * wrong)}%" in row and evaluation["overall"]["occlusion"]["frames"] > 0
     # Each failed rollout is one click from its video, with the attention overlay (Chromium decodes the MP4).
     videos = evaluation["failure_videos"]
     assert len(videos) == 3 - evaluation["overall"]["successes"]

@@ -179,10 +179,12 @@ def test_issue15_suites_and_figures(client, app, register) -> None:
     assert jitter["config"]["light_jitter"] is True and jitter["config"]["colour_jitter"] is True
     masked = client.post(f"/api/models/{model.id}/evaluate", json={"suite": "mask-instructed"}).json()
     assert masked["config"]["mask_cube"] == "instructed"
-    for job in (swap, jitter, masked):
+    edge = client.post(f"/api/models/{model.id}/evaluate", json={"suite": "edge"}).json()
+    assert edge["config"]["layout"] == "edge" and edge["config"]["seeds"]["pick/red"] == [104000, 20]
+    for job in (swap, jitter, masked, edge):
         app.state.jobs.request_cancel(job["id"])  # a queued job is cancelled at once: not run below
     job = client.post(f"/api/models/{model.id}/evaluate", json={**FAST, "colours": ["red"], "max_steps": 12}).json()
-    assert run_queued_jobs(app) == 1  # the three suites' jobs were cancelled while queued
+    assert run_queued_jobs(app) == 1  # the suites' jobs were cancelled while queued
     result = client.get(f"/api/jobs/{job['id']}").json()["result"]
     for summary in (result["overall"], result["per_group"]["pick/red"]):
         assert summary["wrong_object_rate"] == 0.0  # 12 steps of an untrained model touch nothing
