@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from storage.features import OBS_STATE, image_key
+from storage.features import ACTION, OBS_STATE, image_key
 
 N = 48  # held-out scenes
 
@@ -105,3 +105,42 @@ def test_trained_maps_are_valid(trained_tiny_policy, synth, maps):
         m = getattr(out, maps)[cam]
         assert m.shape == (4, policy.grid, policy.grid)
         assert bool(torch.isfinite(m).all()) and float(m.min()) >= 0.0 and float(m.max()) <= 1.0
+
+
+@pytest.mark.slow  # ~1.5 min: the default-size policy trained on 2 cores; the reduced one above runs in make test
+def test_attention_finds_the_named_cube_with_the_default_configuration(synth):
+    """Issue 15: the same behaviour test with VLATinyConfig's defaults (96 px, 6 x 6 tokens per camera, d_model 128,
+    keypoints, FiLM, the grounding loss), only the synthetic task's sizes set: the front camera's cross-attention
+    peak's cell overlaps the named square."""
+    from vla_core.policies import make_policy
+
+    torch.manual_seed(0)
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        policy = make_policy("vla_tiny", cameras=synth.CAMERAS, state_dim=3, action_dim=2, relative_action_dims=0)
+        policy.set_normalization(
+            {OBS_STATE: {"mean": [0.0] * 3, "std": [1.0] * 3}, ACTION: {"mean": [0.0, 0.05], "std": [0.6, 0.6]}}
+        )
+        synth.train_tiny(policy, steps=400)
+    finally:
+        torch.set_num_threads(threads_before)
+    g, size = policy.grid, policy.config.image_size
+    hits = []
+    for colour in synth.COLOURS:
+        frames, targets = zip(*(synth.make_scene(np.random.default_rng(2000 + i), size, colour) for i in range(N)),
+                              strict=True)  # fmt: skip
+        front = np.stack(frames)
+        obs = {image_key("front"): front, image_key("wrist"): np.ascontiguousarray(front[:, :, ::-1]),
+               OBS_STATE: np.zeros((N, 3), np.float32)}  # fmt: skip
+        out = policy.predict_chunk(obs, [f"pick up the {colour} cube"] * N)
+        # As the product measures grounding (evaluation.attention_peak_hit): the peak's cell overlaps the square.
+        centre = (np.stack(targets) + 1) / 2 * size  # (N, 2) pixels
+        half = max(4, size // 6) / 2  # make_scene's square
+        peak = out.attention["front"].flatten(1).argmax(1).numpy()
+        row, col = peak // g, peak % g
+        cell = size / g
+        hits.append((np.abs((col + 0.5) * cell - centre[:, 0]) < cell / 2 + half)
+                    & (np.abs((row + 0.5) * cell - centre[:, 1]) < cell / 2 + half))  # fmt: skip
+    rate = float(np.concatenate(hits).mean())
+    assert rate > 0.5, rate  # chance: ~(16 + 16)^2 / 96^2 ~ 11%
