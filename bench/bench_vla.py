@@ -40,6 +40,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 import numpy as np  # noqa: E402
 
+from backend.jobs.evaluate import OCCLUSION_EVERY  # noqa: E402  (the occlusion test's frames, as evaluation jobs)
 from backend.services.demos import DEFAULT_DEMO_NOISE_M  # noqa: E402
 from bench.machine import RESULTS_DIR, write_result  # noqa: E402
 from vla_core.metrics import percentile  # noqa: E402
@@ -48,7 +49,6 @@ REPO = Path(__file__).resolve().parent.parent
 COLOUR_SEEDS = {"red": 100_000, "green": 101_000, "blue": 102_000}  # test: the headline figures
 GOALS = {"success_rate_mean": 0.85, "inference_p95_ms": 15.0, "grounding": 0.80, "auroc": 0.80,
          "other_cubes_mass": 0.10, "occlusion_ratio": 3.0, "wrong_object_rate": 0.05}  # fmt: skip
-OCCLUSION_EVERY = 10  # the occlusion test on every 10th prediction's frame, as evaluation jobs do
 # Issue 15's suites (backend.services.eval_suites), rolled out for every tested model after the test seeds.
 DEFAULT_SUITES = ("colour-swap", "mask-instructed", "mask-other", "jitter", "paraphrases", "edge")
 # --quick: 4 demos per colour recorded at the policy's 96 px, a 1-minute budget, 5 test rollouts per colour.
