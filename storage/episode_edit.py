@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 
 from storage import features as F
 from storage.annotations import AnnotationService
-from storage.episode_meta import EpisodeInfo, EpisodeMeta
+from storage.episode_meta import EpisodeInfo, EpisodeMeta, read_signals
 from storage.errors import AnnotationError, ConflictError
 
 __all__ = ["copy_stretch", "split_episode", "trim_episode"]
@@ -59,11 +59,7 @@ def _copy_range(
     actors = table.column(F.ACTOR).to_pylist() if F.ACTOR in table.column_names else [None] * info.length
     flags = table.column(F.INTERVENTION).to_pylist() if F.INTERVENTION in table.column_names else [None] * info.length
     scores = table.column(F.UNCERTAINTY).to_pylist() if F.UNCERTAINTY in table.column_names else [None] * info.length
-    signals = {  # training-only columns (the sim's grounding), (T, 2) each
-        name: pc.list_flatten(table.column(name)).to_numpy().reshape(info.length, -1)
-        for name in table.column_names
-        if F.is_signal_key(name)
-    }
+    signals = read_signals(table)  # training-only columns (the sim's grounding), (T, 2) each
     derived = {"episode_id": info.id, "uid": info.uid, "frames": [start, end], "kind": kind}
     extra = {**info.extra, "derived_from": derived}
     meta = EpisodeMeta(

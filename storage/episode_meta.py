@@ -262,3 +262,15 @@ def asdict_meta(meta: EpisodeMeta) -> dict[str, Any]:
     d = asdict(meta)
     d["cameras"] = [c.to_dict() for c in meta.cameras]
     return d
+
+
+def read_signals(table) -> dict[str, np.ndarray]:
+    """{name: (T, 2) float32} of an episode table's training-signal columns (features.is_signal_key; NaN where
+    unknown): what recordings store and data loading, edits and exports read back."""
+    import pyarrow.compute as pc
+
+    return {
+        name: pc.list_flatten(table.column(name)).to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, 2)
+        for name in table.column_names
+        if features.is_signal_key(name)
+    }

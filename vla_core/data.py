@@ -27,9 +27,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from storage.episode_meta import read_signals
 from storage.episode_store import EpisodeInfo, EpisodeStore
 from storage.errors import NotFoundError
-from storage.features import ACTION, OBS_STATE, TASK, grounding_key, image_key, is_signal_key
+from storage.features import ACTION, OBS_STATE, TASK, grounding_key, image_key
 from storage.snapshots import SnapshotService
 from storage.video import read_video
 from vla_core import frame_cache
@@ -116,11 +117,7 @@ def load_episode(
     table = store.read_table(info.id)
     state = np.asarray(table.column(OBS_STATE).to_pylist(), dtype=np.float32)
     action = np.asarray(table.column(ACTION).to_pylist(), dtype=np.float32)
-    signals = {
-        name: np.asarray(table.column(name).to_pylist(), dtype=np.float32).reshape(len(state), 2)
-        for name in table.column_names
-        if is_signal_key(name)
-    }
+    signals = read_signals(table)
     files = store.episode_files(info.id)
     images = {}
     for cam in cameras:

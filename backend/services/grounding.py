@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 
 from backend.sim.physics import COLOURS
-from backend.sim.projection import cube_bbox, project_points
+from backend.sim.projection import cube_bbox, points_bbox
 
 Box = tuple[float, float, float, float]
 
@@ -56,35 +56,26 @@ def mass_shares(heat: np.ndarray, regions: Mapping[str, Iterable[Box | None]], i
     return out
 
 
-def geoms_bbox(robot, geoms: Iterable[int], camera: str, image_hw: tuple[int, int]) -> Box | None:
+_SIGNS = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], dtype=float)  # (8, 3)
+
+
+def geoms_bbox(robot, geoms: Sequence[int], camera: str, image_hw: tuple[int, int]) -> Box | None:
     """Pixel box of some geoms' bounding spheres (each a cube of side 2 * rbound) in `camera`, clipped to the
     image; None when none of it is in view."""
-    corners = []
-    signs = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], dtype=float)
-    for g in geoms:
-        corners.append(robot.data.geom_xpos[g] + signs * robot.model.geom_rbound[g])
-    if not corners:
+    if not len(geoms):
         return None
-    h, w = image_hw
-    uv, in_front = project_points(robot.model, robot.data, camera, np.concatenate(corners), h, w)
-    uv = uv[in_front]
-    if not len(uv):
-        return None
-    x0, y0 = uv.min(0)
-    x1, y1 = uv.max(0)
-    if x1 <= 0 or y1 <= 0 or x0 >= w or y0 >= h:
-        return None
-    return (float(max(x0, 0)), float(max(y0, 0)), float(min(x1, w)), float(min(y1, h)))
+    g = np.asarray(geoms)
+    corners = robot.data.geom_xpos[g][:, None] + _SIGNS[None] * robot.model.geom_rbound[g][:, None, None]
+    return points_bbox(robot, corners.reshape(-1, 3), camera, image_hw)
 
 
 def scene_regions(robot, colour: str, camera: str, image_hw: tuple[int, int]) -> dict[str, list[Box | None]]:
     """The boxes `mass_shares` weighs: the instructed cube, the other cubes, the gripper and the bowl."""
-    bowl = [g for g in range(robot.model.ngeom) if robot.model.body(robot.model.geom_bodyid[g]).name == "bowl"]
     return {
         "instructed": [cube_bbox(robot, colour, camera, image_hw)],
         "other_cubes": [cube_bbox(robot, c, camera, image_hw) for c in COLOURS if c != colour],
         "gripper": [geoms_bbox(robot, sorted(robot.physics.finger_geoms), camera, image_hw)],
-        "bowl": [geoms_bbox(robot, bowl, camera, image_hw)],
+        "bowl": [geoms_bbox(robot, sorted(robot.physics.geoms_of("bowl")), camera, image_hw)],
     }
 
 

@@ -36,6 +36,10 @@ class Physics:
         finger_bodies = {model.body("finger_left").id, model.body("finger_right").id}
         self.finger_geoms = {g for g in range(model.ngeom) if model.geom_bodyid[g] in finger_bodies}
 
+    def geoms_of(self, name: str) -> set[int]:
+        """Geom ids of a cube ('red', ...) or the 'bowl' (built once with the model)."""
+        return self._geoms_of[self._name(name)]
+
     def _name(self, name: str) -> str:
         key = name.removeprefix("cube_")
         if key not in self._body:

@@ -43,9 +43,17 @@ def cube_bbox(robot, colour: str, camera: str = "front", image_hw: tuple[int, in
     body = robot.model.body(f"cube_{colour}").id
     half = robot.config.scene.cube_half
     corners = box_corners(robot.data.xpos[body], robot.data.xmat[body].reshape(3, 3), (half, half, half))
-    uv, in_front = project_points(robot.model, robot.data, camera, corners, h, w)
-    if not in_front.all():
+    return points_bbox(robot, corners, camera, (h, w), all_in_front=True)
+
+
+def points_bbox(robot, points: np.ndarray, camera: str, image_hw: tuple[int, int], *, all_in_front: bool = False):
+    """Pixel bbox (x0, y0, x1, y1) of world `points` (N, 3) projected into `camera`, clipped to the image; None when
+    none of it is in view (or, with `all_in_front`, when any point is behind the camera)."""
+    h, w = image_hw
+    uv, in_front = project_points(robot.model, robot.data, camera, points, h, w)
+    if (all_in_front and not in_front.all()) or not in_front.any():
         return None
+    uv = uv[in_front]
     x0, y0 = uv.min(axis=0)
     x1, y1 = uv.max(axis=0)
     if x1 <= 0 or y1 <= 0 or x0 >= w or y0 >= h:

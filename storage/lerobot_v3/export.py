@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 
 from storage import features as F
 from storage import video
+from storage.episode_meta import read_signals
 from storage.errors import DestinationNotEmptyError, NotFoundError, StoreError
 
 from . import annotation_io as A
@@ -322,7 +323,8 @@ def _write(
             subtask_arr = A.subtask_indices(e, n, subtasks)
             intervention_arr, actor_arr = _human_in_the_loop(table, n)
             uncertainty_arr = _uncertainty(table, n)
-            signal_arrs = {key: _signal(table, key, n) for key in signal_keys}
+            stored = read_signals(table)
+            signal_arrs = {key: stored.get(key, np.full((n, 2), np.nan, np.float32)) for key in signal_keys}
             batch = pa.Table.from_arrays(
                 [
                     pa.FixedSizeListArray.from_arrays(pa.array(state.reshape(-1)), ds),
@@ -490,13 +492,6 @@ def _signal_keys(store: Any, infos: list[Any], cameras: list[str]) -> list[str]:
         if found == wanted:
             break
     return sorted(found)
-
-
-def _signal(table: pa.Table, key: str, n: int) -> np.ndarray:
-    """(n, 2) float32 grounding signal of an episode, NaN where it has none."""
-    if key not in table.column_names:
-        return np.full((n, 2), np.nan, dtype=np.float32)
-    return pc.list_flatten(table.column(key)).to_numpy(zero_copy_only=False).astype(np.float32).reshape(n, 2)
 
 
 def _signal_stats(x: np.ndarray) -> stats.Stats:
